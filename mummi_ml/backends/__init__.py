@@ -1,0 +1,3 @@
+"""mummi_ml.backends (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""mummi_ml.continuum (see DESIGN.md)."""
+
+__all__: list[str] = []
