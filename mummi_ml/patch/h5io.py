@@ -1,0 +1,446 @@
+"""HDF5 patch files: the exchange format between every stage of mummi-ml.
+
+Layout (schema ``mummi-ml-patches``, version 1), readable with ``h5ls -v`` or HDFView:
+
+========== ======================== ======== =====================================================
+dataset    shape                    dtype    meaning
+========== ======================== ======== =====================================================
+x          [N, 37, 37, 14]          float32  lipid concentrations (rows, cols, channel)
+y          [N, 2]                   int32    protein counts (n_ras, n_raf) inside the patch
+id         [N]                      uint64   unique patch id
+replica    [N]                      int32    simulation / replica id
+time_us    [N]                      float64  simulation time (us)
+centre_nm  [N, 2]                   float32  patch centre (x, y) in the domain (nm)
+protein_id [N]                      int64    id of the centre protein, -1 for none
+========== ======================== ======== =====================================================
+
+Every dataset is chunked along N and compressed with shuffle + deflate (gzip), which every HDF5
+build can read. File attributes: ``schema``, ``schema_version``, ``channel_names``,
+``pixel_size_nm``, ``n_patches`` (written on clean close), ``created_by``, ``created_at``, and
+whatever the producer adds (e.g. ``preset``). A writer works on ``NAME.tmp`` and renames it to
+``NAME`` only when closed cleanly, so a crash never leaves a complete-looking truncated file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mummi_ml import __version__
+from mummi_ml.errors import PatchFileError, PatchValidationError
+from mummi_ml.patch.batch import META_FIELDS, PatchBatch
+from mummi_ml.patch.constants import CHANNEL_NAMES, PATCH_SHAPE, PIXEL_SIZE_NM
+from mummi_ml.patch.validate import validate_batch
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "PatchWriter",
+    "PatchFile",
+    "PatchDataset",
+    "write_patches",
+    "read_patches",
+    "open_patches",
+]
+
+SCHEMA = "mummi-ml-patches"
+SCHEMA_VERSION = 1
+_CACHE_BYTES = 64 * 2**20  # HDF5 chunk cache per open file
+
+# batch field -> (dataset name, units, description)
+_DATASETS: dict[str, tuple[str, str, str]] = {
+    "x": ("x", "concentration", "lipid concentrations [N, rows, cols, channel]; see channel_names"),
+    "y": ("y", "count", "protein counts inside the patch [N, (n_ras, n_raf)]"),
+    "ids": ("id", "", "unique patch id"),
+    "replica": ("replica", "", "simulation / replica id"),
+    "time_us": ("time_us", "us", "simulation time of the frame"),
+    "centre_nm": ("centre_nm", "nm", "patch centre (x, y) in the simulation domain"),
+    "protein_id": ("protein_id", "", "id of the protein the patch is centred on; -1 for none"),
+}
+_FIELD_SHAPES: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+    "x": (np.dtype(np.float32), PATCH_SHAPE),
+    "y": (np.dtype(np.int32), (2,)),
+    **META_FIELDS,
+}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class PatchWriter:
+    """Write patches to a new HDF5 file in batches; the file appears under ``path`` on close.
+
+    Args:
+        path: destination ``.h5`` file; overwritten if it exists (only at the final rename).
+        attrs: extra file attributes (str, numbers or lists of them), e.g. ``{"preset": "campaign"}``.
+        chunk_patches: patches per HDF5 chunk (the unit of compression and of streaming reads).
+        compression_level: gzip level 0-9 (0: no compression).
+
+    Use as a context manager; on an exception the temporary file is removed and nothing appears
+    at ``path``. Every appended batch is validated (:func:`validate_batch`) and ids must be unique
+    within the file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        attrs: dict[str, Any] | None = None,
+        chunk_patches: int = 32,
+        compression_level: int = 1,
+    ):
+        self.path = Path(path)
+        if chunk_patches < 1:
+            raise ValueError(f"chunk_patches: expected >= 1, got {chunk_patches}")
+        if not 0 <= compression_level <= 9:
+            raise ValueError(f"compression_level: expected 0-9, got {compression_level}")
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._seen_ids: set[int] = set()
+        self._n = 0
+        try:
+            self._file = h5py.File(self.tmp_path, "w")
+        except OSError as exc:
+            raise PatchFileError(f"{self.tmp_path}: cannot create ({exc})") from None
+        f = self._file
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["channel_names"] = list(CHANNEL_NAMES)
+        f.attrs["pixel_size_nm"] = PIXEL_SIZE_NM
+        f.attrs["created_by"] = f"mummi-ml {__version__}"
+        f.attrs["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["description"] = (
+            "Membrane patches around RAS proteins: x = lipid concentrations on a 37x37 grid of "
+            "30/37 nm pixels, y = (n_ras, n_raf)." "Written by mummi-ml (pip install mummi-ml); layout in its README."
+        )
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        gzip = {"compression": "gzip", "compression_opts": compression_level, "shuffle": True}
+        for name, (dtype, shape) in _FIELD_SHAPES.items():
+            dset_name, units, desc = _DATASETS[name]
+            ds = f.create_dataset(
+                dset_name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=(chunk_patches if name == "x" else max(chunk_patches, 4096), *shape),
+                **(gzip if compression_level > 0 else {}),
+            )
+            ds.attrs["units"] = units
+            ds.attrs["description"] = desc
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, batch: PatchBatch) -> None:
+        """Validate and append a batch of patches (any size, including 0)."""
+        if self._file is None:
+            raise PatchFileError(f"{self.path}: writer is closed")
+        validate_batch(batch.x, batch.y)
+        ids = batch.ids.tolist()
+        if len(set(ids)) != len(ids):
+            raise PatchValidationError(f"{self.path}: duplicate patch ids within one batch")
+        if not self._seen_ids.isdisjoint(ids):
+            dup = next(i for i in ids if i in self._seen_ids)
+            raise PatchValidationError(f"{self.path}: patch id {dup} already written to this file")
+        n_new = len(batch)
+        if n_new == 0:
+            return
+        for name in _FIELD_SHAPES:
+            ds = self._file[_DATASETS[name][0]]
+            ds.resize(self._n + n_new, axis=0)
+            ds[self._n :] = getattr(batch, name)
+        self._seen_ids.update(ids)
+        self._n += n_new
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns the final path."""
+        if self._file is None:
+            return self.path
+        self._file.attrs["n_patches"] = self._n
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written; nothing appears at ``path``."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> PatchWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PatchFile:
+    """Read a patch file: ``len``, random access ``f[idx]``, streaming ``iter_batches``.
+
+    Opening checks that the file is a complete mummi-ml patch file of a schema this version can
+    read; otherwise :class:`PatchFileError` with a one-line reason. Nothing is loaded until asked.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise PatchFileError(f"{self.path}: no such file")
+        try:
+            self._file = h5py.File(self.path, "r", rdcc_nbytes=_CACHE_BYTES, rdcc_nslots=10007)
+        except OSError:
+            raise PatchFileError(
+                f"{self.path}: not a readable HDF5 file (truncated, corrupt or another format)"
+            ) from None
+        try:
+            self._check()
+        except PatchFileError:
+            self._file.close()
+            raise
+
+    def _check(self) -> None:
+        a = self._file.attrs
+        if _decode(a.get("schema")) != SCHEMA:
+            raise PatchFileError(f"{self.path}: not a mummi-ml patch file (no schema={SCHEMA!r})")
+        version = int(a.get("schema_version", -1))
+        if version > SCHEMA_VERSION:
+            raise PatchFileError(
+                f"{self.path}: schema version {version} is newer than this mummi-ml reads "
+                f"({SCHEMA_VERSION}); upgrade mummi-ml"
+            )
+        if version < 1:
+            raise PatchFileError(f"{self.path}: invalid schema_version {version}")
+        if "n_patches" not in a:
+            raise PatchFileError(f"{self.path}: incomplete file (writer did not close it)")
+        n = int(a["n_patches"])
+        for name, (_, shape) in _FIELD_SHAPES.items():
+            dset = _DATASETS[name][0]
+            if dset not in self._file:
+                raise PatchFileError(f"{self.path}: missing dataset {dset!r}")
+            ds = self._file[dset]
+            if ds.shape != (n, *shape):
+                raise PatchFileError(
+                    f"{self.path}: dataset {dset!r} has shape {list(ds.shape)}, "
+                    f"expected {[n, *shape]}"
+                )
+        self._n = n
+        self.chunk_patches = self._file["x"].chunks[0] if self._file["x"].chunks else 1024
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """File attributes as plain Python values."""
+        return {k: _decode(v) for k, v in self._file.attrs.items()}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def field(self, name: str) -> np.ndarray:
+        """One per-patch field for every patch (e.g. ``"y"``, ``"ids"``, ``"time_us"``)."""
+        if name not in _DATASETS:
+            raise KeyError(f"unknown field {name!r}; fields: {', '.join(_DATASETS)}")
+        return self._read_field(name, slice(0, self._n))
+
+    def _read_field(self, name: str, sel: slice | np.ndarray) -> np.ndarray:
+        ds = self._file[_DATASETS[name][0]]
+        try:
+            return ds[sel]
+        except (OSError, RuntimeError) as exc:
+            raise PatchFileError(f"{self.path}: cannot read {name!r} ({exc})") from None
+
+    def _read_slice(self, start: int, stop: int) -> PatchBatch:
+        sel = slice(start, stop)
+        return PatchBatch(**{name: self._read_field(name, sel) for name in _FIELD_SHAPES})
+
+    def _read_sorted(self, idx: np.ndarray) -> PatchBatch:
+        """Read sorted unique indices chunk by chunk (h5py point selection is slow)."""
+        cs = self.chunk_patches
+        chunk_of = idx // cs
+        parts = []
+        starts = np.flatnonzero(np.r_[True, chunk_of[1:] != chunk_of[:-1]])
+        bounds = np.r_[starts, len(idx)]
+        for b0, b1 in zip(bounds[:-1], bounds[1:]):
+            group = idx[b0:b1]
+            lo, hi = int(group[0]), int(group[-1]) + 1
+            parts.append(self._read_slice(lo, hi).subset(group - lo))
+        return PatchBatch.concat(parts)
+
+    def __getitem__(self, idx: int | slice | Sequence[int] | np.ndarray) -> PatchBatch:
+        """Patches at an int, a slice, or an int array (any order, repeats allowed)."""
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(self._n)
+            if step == 1:
+                return self._read_slice(start, max(start, stop))
+            idx = np.arange(start, stop, step)
+        idx = np.atleast_1d(np.asarray(idx))
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"index: expected integers, got dtype {idx.dtype}")
+        idx = np.where(idx < 0, idx + self._n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise IndexError(f"{self.path}: index out of range for {self._n} patches")
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        if uniq.size == 0:
+            return PatchBatch.empty()
+        return self._read_sorted(uniq).subset(inverse)
+
+    def iter_batches(
+        self, batch_size: int | None = None, start: int = 0, stop: int | None = None
+    ) -> Iterator[PatchBatch]:
+        """Stream patches ``start..stop`` in order, ``batch_size`` at a time (default: 1024,
+        rounded to whole chunks). Memory stays bounded whatever the file size."""
+        if batch_size is None:
+            batch_size = max(1, 1024 // self.chunk_patches) * self.chunk_patches
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        stop = self._n if stop is None else min(stop, self._n)
+        for lo in range(start, stop, batch_size):
+            yield self._read_slice(lo, min(lo + batch_size, stop))
+
+    def read(self) -> PatchBatch:
+        """Every patch of the file (loads it all: mind the size)."""
+        return self._read_slice(0, self._n)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> PatchFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _expand(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        s = str(p)
+        if any(ch in s for ch in "*?["):
+            matches = sorted(glob.glob(s))
+            if not matches:
+                raise PatchFileError(f"{s}: no file matches this pattern")
+            out.extend(Path(m) for m in matches)
+        elif Path(s).is_dir():
+            matches = sorted(Path(s).glob("*.h5"))
+            if not matches:
+                raise PatchFileError(f"{s}: directory holds no .h5 files")
+            out.extend(matches)
+        else:
+            out.append(Path(s))
+    return out
+
+
+class PatchDataset:
+    """Several patch files (e.g. one shard per MPI rank) read as one dataset, in order.
+
+    Args:
+        paths: files, glob patterns (``"run/patches.rank*.h5"``) or directories of ``*.h5``.
+    """
+
+    def __init__(self, paths: str | Path | Sequence[str | Path]):
+        self.paths = _expand(paths)
+        if not self.paths:
+            raise PatchFileError("no patch files given")
+        self.files: list[PatchFile] = []
+        try:
+            for p in self.paths:
+                self.files.append(PatchFile(p))
+        except PatchFileError:
+            self.close()
+            raise
+        names = [tuple(f.attrs.get("channel_names", ())) for f in self.files]
+        if len(set(names)) > 1:
+            self.close()
+            raise PatchFileError(f"{self.paths}: files have different channel_names")
+        self.offsets = np.cumsum([0] + [len(f) for f in self.files])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Attributes of the first file."""
+        return self.files[0].attrs
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def field(self, name: str) -> np.ndarray:
+        """A per-patch field over all files, concatenated."""
+        return np.concatenate([f.field(name) for f in self.files])
+
+    def __getitem__(self, idx: int | slice | Sequence[int] | np.ndarray) -> PatchBatch:
+        """Patches at global indices (int, slice or int array; any order)."""
+        if isinstance(idx, slice):
+            idx = np.arange(*idx.indices(len(self)))
+        idx = np.atleast_1d(np.asarray(idx))
+        idx = np.where(idx < 0, idx + len(self), idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} patches")
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        order = np.argsort(which, kind="stable")
+        parts = []
+        for k in np.unique(which):
+            sel = order[which[order] == k]
+            parts.append((sel, self.files[k][idx[sel] - self.offsets[k]]))
+        if not parts:
+            return PatchBatch.empty()
+        merged = PatchBatch.concat([p for _, p in parts])
+        positions = np.concatenate([s for s, _ in parts])
+        return merged.subset(np.argsort(positions))
+
+    def iter_batches(self, batch_size: int | None = None) -> Iterator[PatchBatch]:
+        """Stream every file in order (a batch never spans two files)."""
+        for f in self.files:
+            yield from f.iter_batches(batch_size)
+
+    def read(self) -> PatchBatch:
+        """Every patch of every file (loads it all)."""
+        return PatchBatch.concat([f.read() for f in self.files])
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def __enter__(self) -> PatchDataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_patches(paths: str | Path | Sequence[str | Path]) -> PatchDataset:
+    """Open one or more patch files (paths, globs or directories) as a :class:`PatchDataset`."""
+    return PatchDataset(paths)
+
+
+def write_patches(path: str | Path, batch: PatchBatch, attrs: dict[str, Any] | None = None) -> Path:
+    """Write one batch to a new patch file in one go; returns the path."""
+    with PatchWriter(path, attrs=attrs) as w:
+        w.append(batch)
+    return Path(path)
+
+
+def read_patches(path: str | Path) -> PatchBatch:
+    """Read every patch of one file."""
+    with PatchFile(path) as f:
+        return f.read()
+
+
+assert set(_DATASETS) == {f.name for f in fields(PatchBatch)}
