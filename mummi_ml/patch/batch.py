@@ -69,9 +69,8 @@ class PatchBatch:
         """Concatenate batches in order (an empty list gives an empty batch)."""
         if len(batches) == 0:
             return PatchBatch.empty()
-        return PatchBatch(
-            **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(PatchBatch)}
-        )
+        names = [f.name for f in fields(PatchBatch)]
+        return PatchBatch(**{n: np.concatenate([getattr(b, n) for b in batches]) for n in names})
 
     @staticmethod
     def empty() -> PatchBatch:

@@ -91,7 +91,8 @@ def channel_index(channels: list[int | str] | tuple[int | str, ...] | None) -> n
     for c in channels:
         if isinstance(c, str):
             if c not in CHANNEL_NAMES:
-                raise ValueError(f"unknown channel name {c!r}; valid names: {', '.join(CHANNEL_NAMES)}")
+                valid = ", ".join(CHANNEL_NAMES)
+                raise ValueError(f"unknown channel name {c!r}; valid names: {valid}")
             out.append(CHANNEL_NAMES.index(c))
         else:
             ci = int(c)

@@ -87,7 +87,8 @@ class PatchWriter:
 
     Args:
         path: destination ``.h5`` file; overwritten if it exists (only at the final rename).
-        attrs: extra file attributes (str, numbers or lists of them), e.g. ``{"preset": "campaign"}``.
+        attrs: extra file attributes (str, numbers or lists of them), e.g.
+            ``{"preset": "campaign"}``.
         chunk_patches: patches per HDF5 chunk (the unit of compression and of streaming reads).
         compression_level: gzip level 0-9 (0: no compression).
 
@@ -125,7 +126,7 @@ class PatchWriter:
         f.attrs["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         f.attrs["description"] = (
             "Membrane patches around RAS proteins: x = lipid concentrations on a 37x37 grid of "
-            "30/37 nm pixels, y = (n_ras, n_raf)." "Written by mummi-ml (pip install mummi-ml); layout in its README."
+            "30/37 nm pixels, y = (n_ras, n_raf). Written by mummi-ml; layout in its README."
         )
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
@@ -277,7 +278,7 @@ class PatchFile:
         parts = []
         starts = np.flatnonzero(np.r_[True, chunk_of[1:] != chunk_of[:-1]])
         bounds = np.r_[starts, len(idx)]
-        for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        for b0, b1 in zip(bounds[:-1], bounds[1:], strict=True):
             group = idx[b0:b1]
             lo, hi = int(group[0]), int(group[-1]) + 1
             parts.append(self._read_slice(lo, hi).subset(group - lo))

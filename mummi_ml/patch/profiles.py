@@ -16,7 +16,7 @@ the pixels of each (reference, r) group; no Python loop over pixels or patches.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -30,7 +30,7 @@ _MID = PATCH_SIZE // 2
 _REFERENCES = ((_MID, _MID), (0, 0), (0, _LAST), (_LAST, 0), (_LAST, _LAST))
 
 
-@lru_cache(maxsize=None)
+@cache
 def profile_groups() -> tuple[np.ndarray, np.ndarray]:
     """Pixel groups of the 5 profiles (centre, then corners (0,0), (0,36), (36,0), (36,36)).
 

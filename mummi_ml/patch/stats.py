@@ -44,7 +44,9 @@ class ChannelStats:
         for x in batches:
             x = np.asarray(x)
             if x.ndim < 2 or x.shape[-1] != N_CHANNELS:
-                raise ValueError(f"x: expected [..., {N_CHANNELS}] channel-last, got {list(x.shape)}")
+                raise ValueError(
+                    f"x: expected [..., {N_CHANNELS}] channel-last, got {list(x.shape)}"
+                )
             flat = x.reshape(-1, N_CHANNELS).astype(np.float64)
             n_b = len(flat)
             if n_b == 0:

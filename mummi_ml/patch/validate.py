@@ -26,7 +26,9 @@ def _check_shapes(x: np.ndarray, y: np.ndarray) -> None:
     if x.dtype.kind != "f":
         raise PatchValidationError(f"x: expected a floating-point dtype, got {x.dtype}")
     if y.shape != (len(x), 2):
-        raise PatchValidationError(f"y: expected shape [{len(x)}, 2] (n_ras, n_raf), got {list(y.shape)}")
+        raise PatchValidationError(
+            f"y: expected shape [{len(x)}, 2] (n_ras, n_raf), got {list(y.shape)}"
+        )
     if y.dtype.kind not in "iu":
         raise PatchValidationError(f"y: expected an integer dtype, got {y.dtype}")
 
