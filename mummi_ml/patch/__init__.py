@@ -34,6 +34,7 @@ from mummi_ml.patch.h5io import (
 )
 from mummi_ml.patch.profiles import mean_concentrations, profile_groups, radial_profiles
 from mummi_ml.patch.stats import ChannelStats
+from mummi_ml.patch.summary import format_summary, summarise_patches
 from mummi_ml.patch.transforms import (
     TRANSFORM_GROUPS,
     TRANSFORM_SPECS,
@@ -72,12 +73,14 @@ __all__ = [
     "apply_transforms",
     "channel_index",
     "find_invalid",
+    "format_summary",
     "mean_concentrations",
     "open_patches",
     "patch_class",
     "profile_groups",
     "radial_profiles",
     "read_patches",
+    "summarise_patches",
     "validate_batch",
     "write_patches",
 ]
