@@ -1,3 +1,59 @@
-"""mummi_ml.backends (see DESIGN.md)."""
+"""MD job backends (local subprocesses, Slurm, Flux) and the job emitter with its write-ahead
+journal. ``make_backend(jobs_cfg, state_dir)`` picks a backend from the registry;
+``JobEmitter`` turns picked patches into jobs exactly once across crashes (see docs/jobs.md).
+"""
 
-__all__: list[str] = []
+from mummi_ml.backends.base import (
+    JOB_NAME_PATTERN,
+    BackendError,
+    BackendUnavailableError,
+    JobBackend,
+    JobInfo,
+    JobState,
+)
+from mummi_ml.backends.config import (
+    COMMAND_PLACEHOLDERS,
+    DEFAULT_COMMAND,
+    FluxOptions,
+    JobsConfig,
+    SlurmOptions,
+)
+from mummi_ml.backends.emitter import (
+    JOB_STATES,
+    EmitterError,
+    JobEmitter,
+    JobRecord,
+    JobWaitTimeout,
+)
+from mummi_ml.backends.flux import FluxBackend
+from mummi_ml.backends.journal import Journal, JournalError
+from mummi_ml.backends.local import LocalBackend
+from mummi_ml.backends.registry import BACKENDS, backend_class, make_backend
+from mummi_ml.backends.slurm import SlurmBackend
+
+__all__ = [
+    "BACKENDS",
+    "COMMAND_PLACEHOLDERS",
+    "DEFAULT_COMMAND",
+    "JOB_NAME_PATTERN",
+    "JOB_STATES",
+    "BackendError",
+    "BackendUnavailableError",
+    "EmitterError",
+    "FluxBackend",
+    "FluxOptions",
+    "JobBackend",
+    "JobEmitter",
+    "JobInfo",
+    "JobRecord",
+    "JobState",
+    "JobWaitTimeout",
+    "JobsConfig",
+    "Journal",
+    "JournalError",
+    "LocalBackend",
+    "SlurmBackend",
+    "SlurmOptions",
+    "backend_class",
+    "make_backend",
+]

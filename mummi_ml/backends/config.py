@@ -1,18 +1,132 @@
-"""Configuration of MD job emission (``jobs:``)."""
+"""Configuration of MD job emission (``jobs:``).
+
+The command of an MD job is an argv *template*: a list of strings, each formatted on its own with
+the placeholders of :data:`COMMAND_PLACEHOLDERS`. No shell ever sees it, so a value can never be
+read as shell syntax. Unknown placeholders, attribute/index access (``{job_dir.x}``), conversions
+and format specs are rejected when the config is loaded.
+"""
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mummi_ml.config_loader import StrictModel
 
-__all__ = ["JobsConfig"]
+__all__ = [
+    "JobsConfig",
+    "SlurmOptions",
+    "FluxOptions",
+    "COMMAND_PLACEHOLDERS",
+    "DEFAULT_COMMAND",
+    "template_fields",
+]
+
+#: Placeholders allowed in ``jobs.command``: the job directory (absolute path), the patch file in
+#: it (absolute path of ``patch.h5``), the patch id (decimal) and the Python running mummi-ml.
+COMMAND_PLACEHOLDERS: tuple[str, ...] = ("job_dir", "patch_file", "patch_id", "python")
+
+#: The default MD stand-in: evolve the patch with the continuum dynamics (``mummi-ml relax``).
+DEFAULT_COMMAND: tuple[str, ...] = ("{python}", "-m", "mummi_ml", "relax", "{job_dir}")
+
+
+def template_fields(element: str) -> list[str]:
+    """The placeholder names used in one argv element; raises ValueError for bad syntax.
+
+    ``"--in={patch_file}"`` gives ``["patch_file"]``; ``"{{literal}}"`` gives ``[]``.
+    """
+    names = []
+    for _text, field, spec, conv in string.Formatter().parse(element):
+        if field is None:
+            continue
+        if spec or conv:
+            raise ValueError(
+                f"placeholder {{{field}}} in {element!r}: no conversion or format spec"
+            )
+        names.append(field)
+    return names
+
+
+class SlurmOptions(StrictModel):
+    """Options of the ``slurm`` backend (passed to ``sbatch`` as separate arguments)."""
+
+    partition: str | None = Field(None, description="sbatch --partition; None: the default one")
+    time_limit: str | None = Field(
+        None, description="sbatch --time (Slurm syntax, e.g. '02:00:00'); None: partition limit"
+    )
+    cpus_per_task: int = Field(1, ge=1, description="sbatch --cpus-per-task (CPU cores per job)")
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="more sbatch arguments, one per element (e.g. ['--account=abc', '--gpus=1'])",
+    )
+    command_timeout_s: float = Field(
+        30.0, gt=0, description="timeout of one sbatch/squeue/sacct/scancel call (s)"
+    )
+
+
+class FluxOptions(StrictModel):
+    """Options of the ``flux`` backend (jobspec resources)."""
+
+    uri: str | None = Field(None, description="Flux instance URI; None: the enclosing instance")
+    num_tasks: int = Field(1, ge=1, description="tasks per job")
+    cores_per_task: int = Field(1, ge=1, description="cores per task")
+    gpus_per_task: int = Field(0, ge=0, description="GPUs per task")
 
 
 class JobsConfig(StrictModel):
-    """MD job backend; the backends sub-package owns and extends this section."""
+    """MD job emission: which backend, how many jobs at once, what each job runs."""
 
-    backend: Literal["local", "slurm", "flux"] = Field("local", description="job backend")
-    slots: int = Field(2, ge=1, description="MD jobs running at once")
+    backend: Literal["local", "slurm", "flux"] = Field(
+        "local", description="job backend: local subprocesses, Slurm (sbatch) or Flux (flux-python)"
+    )
+    slots: int = Field(2, ge=1, description="MD jobs running at once (MD capacity, jobs)")
+    command: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_COMMAND),
+        min_length=1,
+        description="argv template of one MD job; placeholders {job_dir}, {patch_file}, "
+        "{patch_id}, {python}; each element formatted separately, never run through a shell",
+    )
+    max_retries: int = Field(
+        2, ge=0, description="resubmissions of a failed job before it is recorded failed (count)"
+    )
+    jobs_root: str = Field(
+        "jobs",
+        description="directory of the job directories (<jobs_root>/<patch id>/); "
+        "relative paths are under the service's state directory",
+    )
+    name_prefix: str = Field(
+        "mummi-",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$",
+        description="prefix of scheduler job names (<prefix><patch id>-<attempt>)",
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="seconds between state queries while waiting for jobs (s)"
+    )
+    relax_duration_us: float = Field(
+        0.05, gt=0, description="simulated time of the `mummi-ml relax` stand-in MD (us)"
+    )
+    relax_seed: int | None = Field(
+        None, description="seed of `mummi-ml relax`; None: derived from the patch id"
+    )
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions, description="slurm backend options")
+    flux: FluxOptions = Field(default_factory=FluxOptions, description="flux backend options")
+
+    @field_validator("command")
+    @classmethod
+    def _known_placeholders(cls, command: list[str]) -> list[str]:
+        for element in command:
+            try:
+                names = template_fields(element)
+            except ValueError as exc:
+                raise ValueError(f"jobs.command element {element!r}: {exc}") from None
+            for name in names:
+                if name not in COMMAND_PLACEHOLDERS:
+                    raise ValueError(
+                        f"jobs.command element {element!r}: unknown placeholder {{{name}}}; "
+                        f"expected one of {', '.join('{' + p + '}' for p in COMMAND_PLACEHOLDERS)}"
+                    )
+        if not command[0].strip():
+            raise ValueError("jobs.command[0] (the program) is empty")
+        return command

@@ -1,0 +1,94 @@
+"""The wrapper of one ``local`` backend job: ``python -m mummi_ml.backends._runner DIR``.
+
+``DIR`` is the job's record directory (``<state_dir>/local/<name>/``) holding ``spec.json``
+(argv, job_dir). The runner writes ``started.json`` (its pid and process start time), runs the
+command in ``job_dir`` with stdout/stderr appended to ``<name>.out``/``<name>.err``, forwards
+SIGTERM/SIGINT/SIGHUP to it (SIGKILL after a grace period), and writes ``exit.json`` (exit code,
+cancelled flag) atomically when the command ends. The parent service may die at any time: the
+runner lives in its own session, so the job and its record survive, and a restarted service finds
+the job by name. Only the standard library is imported here (fast start, no side effects).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+KILL_GRACE_S = 10.0
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), None if unknown/gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` via a temp file, fsync and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(record_dir: str) -> int:
+    rec = Path(record_dir)
+    spec = json.loads((rec / "spec.json").read_text())
+    job_dir = Path(spec["job_dir"])
+    name = spec["name"]
+    write_json_atomic(
+        rec / "started.json",
+        {"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "t": time.time()},
+    )
+    cancelled = threading.Event()
+    child: subprocess.Popen | None = None
+
+    def on_signal(signum, _frame):
+        cancelled.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+            def kill_later():
+                time.sleep(KILL_GRACE_S)
+                if child.poll() is None:
+                    child.kill()
+
+            threading.Thread(target=kill_later, daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    reason = ""
+    with open(job_dir / f"{name}.out", "ab") as out, open(job_dir / f"{name}.err", "ab") as err:
+        try:
+            if not cancelled.is_set():
+                child = subprocess.Popen(
+                    spec["argv"], cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                )
+        except OSError as exc:
+            reason = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
+            err.write((reason + "\n").encode())
+        code = child.wait() if child is not None else (-15 if cancelled.is_set() else 127)
+    if cancelled.is_set() and not reason:
+        reason = "cancelled"
+    write_json_atomic(
+        rec / "exit.json",
+        {"exit_code": code, "cancelled": cancelled.is_set(), "reason": reason, "t": time.time()},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,441 @@
+"""The job emitter: one MD job per picked patch, exactly once across crashes, bounded retries.
+
+For a pick, :meth:`JobEmitter.emit`
+
+1. creates the job directory ``<jobs_root>/<patch id>/`` (built under a temporary name with
+   ``patch.h5`` and ``job.json``, then renamed into place: it exists whole or not at all; a job
+   directory is never created twice),
+2. appends the intent (job name, patch id, attempt) to the write-ahead :class:`Journal`
+   (flushed + fsynced) BEFORE the backend hears of the job,
+3. submits the command (the ``jobs.command`` argv template, each element formatted on its own),
+4. appends the backend's job id.
+
+:meth:`JobEmitter.recover` replays the journal after a restart: an intent with no job id is looked
+up with ``backend.find(name)`` and adopted if the backend has it, submitted otherwise; a job
+directory with no intent (a crash between 1 and 2) gets its intent and job then. Job names are
+``<prefix><patch id>-<attempt>``, so every attempt has its own name. States are
+``submitting`` (intent written, job id not known), ``pending``, ``running``, ``completed``,
+``failed`` (after ``max_retries`` resubmissions), ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobState
+from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.journal import Journal
+from mummi_ml.errors import MummiMLError
+from mummi_ml.patch import PatchBatch, write_patches
+
+__all__ = ["JobEmitter", "JobRecord", "EmitterError", "JobWaitTimeout", "JOB_STATES"]
+
+log = logging.getLogger(__name__)
+
+JOB_STATES = ("submitting", "pending", "running", "completed", "failed", "cancelled")
+_TERMINAL = ("completed", "failed", "cancelled")
+JOURNAL_NAME = "jobs.journal"
+PATCH_FILE = "patch.h5"
+JOB_JSON = "job.json"
+
+
+class EmitterError(MummiMLError, ValueError):
+    """Bad input to the emitter (batch size, patch id, no free slot) or a bad job directory."""
+
+
+class JobWaitTimeout(MummiMLError, TimeoutError):
+    """:meth:`JobEmitter.wait` ran out of time with jobs still active."""
+
+
+@dataclass
+class JobRecord:
+    """The emitter's view of the job of one patch (its current attempt).
+
+    Attributes:
+        patch_id: id of the patch (uint64 as int).
+        name: scheduler job name of the current attempt.
+        attempt: 1 for the first submission, +1 per retry.
+        job_id: backend job id of the current attempt, None while unknown.
+        state: one of :data:`JOB_STATES`.
+        exit_code: exit code of the last ended attempt, if known.
+        reason: why the last attempt failed, "" otherwise.
+    """
+
+    patch_id: int
+    name: str
+    attempt: int = 1
+    job_id: str | None = None
+    state: str = "submitting"
+    exit_code: int | None = None
+    reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state not in _TERMINAL
+
+
+class JobEmitter:
+    """Turn picks into MD jobs on ``backend`` with exactly-once submission.
+
+    Args:
+        backend: a job backend (:func:`mummi_ml.backends.make_backend`).
+        jobs_cfg: the ``jobs:`` config (slots, command template, retries, jobs_root).
+        state_dir: the service's state directory; holds ``jobs.journal`` and, by default,
+            ``jobs/`` (``jobs_cfg.jobs_root`` if relative is taken under it).
+    """
+
+    def __init__(self, backend: JobBackend, jobs_cfg: JobsConfig, state_dir: Path):
+        self.backend = backend
+        self.cfg = jobs_cfg
+        self.state_dir = Path(state_dir).absolute()
+        root = Path(jobs_cfg.jobs_root)
+        self.jobs_root = (root if root.is_absolute() else self.state_dir / root).absolute()
+        self.jobs_root.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.state_dir / JOURNAL_NAME)
+        self.records: dict[int, JobRecord] = {}
+        self._finished: list[dict[str, Any]] = []  # ended during wait(), handed out by poll()
+        self._recovered = False
+
+    # ---- paths and commands --------------------------------------------------------------------
+
+    def job_dir(self, patch_id: int) -> Path:
+        """``<jobs_root>/<patch id>/`` for a patch id (validated: an integer in [0, 2**64))."""
+        if isinstance(patch_id, bool) or not isinstance(patch_id, (int, *_np_ints())):
+            raise EmitterError(f"patch_id: expected an integer, got {patch_id!r}")
+        pid = int(patch_id)
+        if not 0 <= pid < 2**64:
+            raise EmitterError(f"patch_id: expected 0 <= id < 2**64, got {pid}")
+        path = self.jobs_root / str(pid)
+        if path.parent != self.jobs_root or not path.name.isdigit():
+            raise EmitterError(f"patch_id {pid}: job dir {path} escapes {self.jobs_root}")
+        return path
+
+    def job_name(self, patch_id: int, attempt: int) -> str:
+        """Scheduler job name of one attempt: ``<prefix><patch id>-<attempt>``."""
+        return f"{self.cfg.name_prefix}{int(patch_id)}-{int(attempt)}"
+
+    def command(self, patch_id: int) -> list[str]:
+        """The job's argv: each template element formatted separately (no shell)."""
+        job_dir = self.job_dir(patch_id)
+        values = {
+            "job_dir": str(job_dir),
+            "patch_file": str(job_dir / PATCH_FILE),
+            "patch_id": str(int(patch_id)),
+            "python": sys.executable,
+        }
+        return [element.format(**values) for element in self.cfg.command]
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild the job records from the journal and reconcile them with the backend.
+
+        Intents without a job id are looked up by name (``backend.find``) and adopted, else
+        submitted; job directories without an intent get one; half-built directories (a crash
+        while writing them) are removed. Finished and failed states are restored as they were.
+        """
+        for event in self.journal.replay():
+            self._apply(event)
+        for tmp in self.jobs_root.glob(".tmp-*"):
+            log.warning("removing half-built job directory %s", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        orphans = sorted(
+            int(p.name) for p in self.jobs_root.iterdir()
+            if p.is_dir() and p.name.isdigit() and int(p.name) not in self.records
+        )  # fmt: skip
+        self._compact()
+        for pid in orphans:
+            log.warning("job dir of patch %d has no journal intent: submitting it now", pid)
+            self._start_attempt(pid, 1)
+        for rec in list(self.records.values()):
+            if rec.state == "submitting":
+                self._reconcile(rec)
+        self._recovered = True
+        log.info("recovered %d jobs: %s", len(self.records), self.counts())
+
+    def free_slots(self) -> int:
+        """``jobs.slots`` minus the active (submitting, pending or running) jobs; may be < 0."""
+        return self.cfg.slots - sum(rec.active for rec in self.records.values())
+
+    def emitted(self, patch_id: int) -> bool:
+        """True if the patch already has a job (any state)."""
+        return int(patch_id) in self.records
+
+    def emit(self, patch: PatchBatch, novelty: float, model_version: str) -> str:
+        """Create the job of one picked patch and submit it; returns the job name.
+
+        Args:
+            patch: a batch of exactly one patch.
+            novelty: its novelty at the pick (units of d_z), recorded in ``job.json``.
+            model_version: version of the metric that picked it, recorded in ``job.json``.
+
+        A patch that already has a job is not emitted again: its job name is returned.
+        Raises EmitterError when no slot is free or the batch is not one patch.
+        """
+        if not isinstance(patch, PatchBatch) or len(patch) != 1:
+            got = len(patch) if isinstance(patch, PatchBatch) else type(patch).__name__
+            raise EmitterError(f"patch: expected a PatchBatch of 1 patch, got {got}")
+        pid = int(patch.ids[0])
+        job_dir = self.job_dir(pid)
+        if pid in self.records:
+            log.info("patch %d already has job %s: not emitted again", pid, self.records[pid].name)
+            return self.records[pid].name
+        if self.free_slots() <= 0:
+            active = self.cfg.slots - self.free_slots()
+            raise EmitterError(f"emit: no free MD slot (jobs.slots={self.cfg.slots}, active={active})")
+        if job_dir.exists():
+            # a crash after the directory was made but before the intent: reuse it as it is
+            log.warning("job dir %s exists without a journal intent: reusing it", job_dir)
+        else:
+            self._make_job_dir(patch, job_dir, float(novelty), str(model_version))
+        return self._start_attempt(pid, 1).name
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Update job states; retry failed attempts; return jobs that ended since the last call.
+
+        Each returned dict has ``patch_id``, ``name``, ``state`` (completed / failed /
+        cancelled), ``attempts``, ``exit_code`` and ``reason``.
+        """
+        self._check_recovered()
+        for rec in [r for r in self.records.values() if r.state == "submitting"]:
+            self._reconcile(rec)
+        watched = [r for r in self.records.values() if r.active and r.job_id is not None]
+        infos = self.backend.states([r.job_id for r in watched]) if watched else {}
+        for rec in watched:
+            self._update(rec, infos[rec.job_id])
+        out, self._finished = self._finished, []
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs (patches) by state, every state of :data:`JOB_STATES` present."""
+        counts = dict.fromkeys(JOB_STATES, 0)
+        for rec in self.records.values():
+            counts[rec.state] += 1
+        return counts
+
+    def wait(self, timeout_s: float) -> None:
+        """Poll until no job is active; raise :class:`JobWaitTimeout` after ``timeout_s`` (s).
+
+        Jobs that end meanwhile are returned by the next :meth:`poll`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ended = self.poll()
+            self._finished = ended + self._finished
+            active = [r.name for r in self.records.values() if r.active]
+            if not active:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobWaitTimeout(
+                    f"wait: {len(active)} jobs still active after {timeout_s} s (e.g. {active[0]})"
+                )
+            time.sleep(min(self.cfg.poll_interval_s, left))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job record as a dict (for status reports)."""
+        return [asdict(r) for r in self.records.values()]
+
+    def close(self) -> None:
+        """Close the journal and the backend (jobs keep running)."""
+        self.journal.close()
+        self.backend.close()
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _check_recovered(self) -> None:
+        if not self._recovered:
+            self.recover()
+
+    def _make_job_dir(self, patch: PatchBatch, job_dir: Path, novelty: float, version: str) -> None:
+        pid = int(patch.ids[0])
+        tmp = self.jobs_root / f".tmp-{pid}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
+            meta = {
+                "patch_id": pid,
+                "class": int(patch.classes[0]),
+                "novelty": novelty,
+                "model_version": version,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "attempt": 1,
+                "backend": self.backend.name,
+            }
+            _write_json(tmp / JOB_JSON, meta)
+            _fsync_dir(tmp)
+            os.rename(tmp, job_dir)  # atomic; fails if job_dir appeared meanwhile
+            _fsync_dir(self.jobs_root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _start_attempt(
+        self, pid: int, attempt: int, last_exit: int | None = None, last_reason: str = ""
+    ) -> JobRecord:
+        """Journal the intent of attempt ``attempt`` of patch ``pid``, then submit it."""
+        rec = JobRecord(pid, self.job_name(pid, attempt), attempt, None, "submitting",
+                        last_exit, last_reason)  # fmt: skip
+        event = {"event": "intent", "name": rec.name, "patch_id": pid, "attempt": attempt}
+        if attempt > 1:
+            event.update(last_exit_code=last_exit, last_reason=last_reason)
+        self.journal.append(event)
+        self.records[pid] = rec
+        if attempt > 1:
+            meta_path = self.job_dir(pid) / JOB_JSON
+            try:
+                meta = json.loads(meta_path.read_text())
+                meta["attempt"] = attempt
+                _write_json(meta_path, meta)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot update %s: %s", meta_path, exc)
+        self._submit(rec)
+        return rec
+
+    def _submit(self, rec: JobRecord) -> None:
+        try:
+            job_id = self.backend.submit(
+                rec.name, self.command(rec.patch_id), self.job_dir(rec.patch_id)
+            )
+        except BackendError as exc:
+            log.warning("submit of %s failed: %s", rec.name, exc)
+            rec.reason = f"submit failed: {exc}"
+            try:
+                info = self.backend.find(rec.name)  # did it get through after all?
+            except BackendError:
+                return  # unknown: stays 'submitting', reconciled on the next poll
+            if info is not None:
+                self._adopt(rec, info)
+            else:
+                self._attempt_failed(rec, None, rec.reason)
+            return
+        self.journal.append({"event": "submitted", "name": rec.name, "job_id": job_id})
+        rec.job_id, rec.state = job_id, "pending"
+
+    def _adopt(self, rec: JobRecord, info: JobInfo) -> None:
+        log.info(
+            "adopting %s: the backend has it as %s (%s)", rec.name, info.job_id, info.state.value
+        )
+        self.journal.append(
+            {"event": "submitted", "name": rec.name, "job_id": info.job_id, "adopted": True}
+        )
+        rec.job_id, rec.state = info.job_id, "pending"
+        self._update(rec, info)
+
+    def _reconcile(self, rec: JobRecord) -> None:
+        """An intent without a job id: adopt the backend's job of that name, else submit."""
+        info = self.backend.find(rec.name)
+        if info is not None:
+            self._adopt(rec, info)
+        else:
+            log.info("%s: intent never reached the backend; submitting it now", rec.name)
+            self._submit(rec)
+
+    def _update(self, rec: JobRecord, info: JobInfo) -> None:
+        state = info.state
+        if state in (JobState.PENDING, JobState.RUNNING):
+            rec.state = state.value
+        elif state == JobState.COMPLETED:
+            self._final(rec, "completed", info.exit_code, "")
+        elif state == JobState.CANCELLED:
+            self._final(rec, "cancelled", info.exit_code, info.reason or "cancelled")
+        else:  # FAILED or UNKNOWN (the backend lost it)
+            self._attempt_failed(rec, info.exit_code, info.reason or state.value)
+
+    def _attempt_failed(self, rec: JobRecord, exit_code: int | None, reason: str) -> None:
+        if rec.attempt <= self.cfg.max_retries:
+            # No separate "ended" event: the next intent supersedes the failed attempt. A crash
+            # before it is written leaves the failed attempt in the journal, and the next poll
+            # after recovery sees it failed again and retries then.
+            log.warning("%s failed (%s); retry %d of %d", rec.name, reason, rec.attempt,
+                        self.cfg.max_retries)  # fmt: skip
+            self._start_attempt(rec.patch_id, rec.attempt + 1, exit_code, reason)
+        else:
+            log.error("%s failed (%s) after %d attempts: recorded failed", rec.name, reason,
+                      rec.attempt)  # fmt: skip
+            self._final(rec, "failed", exit_code, reason)
+
+    def _final(self, rec: JobRecord, state: str, exit_code: int | None, reason: str) -> None:
+        self.journal.append(
+            {"event": "final", "patch_id": rec.patch_id, "name": rec.name, "state": state,
+             "attempts": rec.attempt, "exit_code": exit_code, "reason": reason}
+        )  # fmt: skip
+        rec.state, rec.exit_code, rec.reason = state, exit_code, reason
+        self._finished.append(
+            {"patch_id": rec.patch_id, "name": rec.name, "state": state, "attempts": rec.attempt,
+             "exit_code": exit_code, "reason": reason}
+        )  # fmt: skip
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        """Replay one journal event into the records."""
+        kind = event["event"]
+        if kind == "intent":
+            pid = int(event["patch_id"])
+            self.records[pid] = JobRecord(
+                pid, event["name"], int(event["attempt"]), None, "submitting",
+                event.get("last_exit_code"), event.get("last_reason", ""),
+            )  # fmt: skip
+            return
+        pid = int(event["patch_id"]) if "patch_id" in event else self._pid_of(event["name"])
+        rec = self.records.get(pid)
+        if rec is None or rec.name != event["name"]:
+            return  # an event of an older attempt
+        if kind == "submitted":
+            rec.job_id, rec.state = str(event["job_id"]), "pending"
+        elif kind == "final":
+            rec.state = event["state"]
+            rec.exit_code, rec.reason = event.get("exit_code"), event.get("reason", "")
+
+    def _pid_of(self, name: str) -> int:
+        for pid, rec in self.records.items():
+            if rec.name == name:
+                return pid
+        return -1
+
+    def _compact(self) -> None:
+        """Rewrite the journal with only what the records need (bounded size across restarts)."""
+        events: list[dict[str, Any]] = []
+        for rec in self.records.values():
+            events.append({"event": "intent", "name": rec.name, "patch_id": rec.patch_id,
+                           "attempt": rec.attempt})  # fmt: skip
+            if rec.job_id is not None:
+                events.append({"event": "submitted", "name": rec.name, "job_id": rec.job_id})
+            if not rec.active:
+                events.append(
+                    {"event": "final", "patch_id": rec.patch_id, "name": rec.name,
+                     "state": rec.state, "attempts": rec.attempt, "exit_code": rec.exit_code,
+                     "reason": rec.reason}
+                )  # fmt: skip
+        self.journal.rewrite(events)
+
+
+def _np_ints() -> tuple[type, ...]:
+    import numpy as np
+
+    return (np.integer,)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,174 @@
+"""``local`` backend: each job is a subprocess of this machine (the embedded default).
+
+Every job has a record directory ``<state_dir>/local/<name>/``: ``spec.json`` (argv, job_dir;
+written before launch), ``launched.json`` (runner pid, written after launch), and, written by the
+runner (:mod:`mummi_ml.backends._runner`) itself, ``started.json`` and ``exit.json``. Jobs run in
+their own session, so they survive a crash of the service; the records let a restarted service
+find them by name and learn how they ended. The number of jobs at once is the emitter's business
+(``jobs.slots``); this backend starts what it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mummi_ml.backends._runner import proc_start_ticks, write_json_atomic
+from mummi_ml.backends.base import (
+    JOB_NAME_PATTERN,
+    BackendError,
+    JobBackend,
+    JobInfo,
+    JobState,
+)
+from mummi_ml.backends.config import JobsConfig
+
+__all__ = ["LocalBackend"]
+
+#: a job with a spec but no launch record after this long was lost mid-submission (s)
+LAUNCH_GRACE_S = 30.0
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # torn write of a crashed process: treat as absent
+
+
+def _alive(pid: int, start_ticks: int | None) -> bool:
+    """True if ``pid`` runs and is the same process (same start time), not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust kill(0)
+    if stat[stat.rindex(")") + 2] == "Z":
+        return False
+    return start_ticks is None or proc_start_ticks(pid) == start_ticks
+
+
+class LocalBackend(JobBackend):
+    """Jobs as local subprocesses, each under a small runner that records its exit status."""
+
+    name = "local"
+
+    def __init__(self, cfg: JobsConfig, state_dir: Path):
+        super().__init__(cfg, state_dir)
+        self.records = self.state_dir / "local"
+        self.records.mkdir(parents=True, exist_ok=True)
+        self._procs: dict[str, subprocess.Popen] = {}  # runners started by this process
+
+    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+        rec = self.records / name
+        try:
+            rec.mkdir()
+        except FileExistsError:
+            raise BackendError(f"job name {name!r}: already used (record {rec})") from None
+        write_json_atomic(
+            rec / "spec.json",
+            {"name": name, "argv": argv, "job_dir": str(job_dir), "t": time.time()},
+        )
+        with open(rec / "runner.log", "ab") as runner_log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mummi_ml.backends._runner", str(rec)],
+                stdin=subprocess.DEVNULL,
+                stdout=runner_log,
+                stderr=runner_log,
+                start_new_session=True,  # survives the service; cancel signals the whole group
+                close_fds=True,
+            )
+        self._procs[name] = proc
+        write_json_atomic(
+            rec / "launched.json", {"pid": proc.pid, "start_ticks": proc_start_ticks(proc.pid)}
+        )
+        return name
+
+    def _info(self, name: str) -> JobInfo | None:
+        rec = self.records / name
+        spec = _read_json(rec / "spec.json")
+        if spec is None:
+            return None if not rec.is_dir() else self._lost_or_pending(name, rec, None)
+        proc = self._procs.get(name)
+        if proc is not None and proc.poll() is not None:
+            self._procs.pop(name, None)  # reaped
+        end = _read_json(rec / "exit.json")
+        if end is not None:
+            return self._ended(name, end)
+        run = _read_json(rec / "started.json") or _read_json(rec / "launched.json")
+        if run is not None:
+            if _alive(int(run["pid"]), run.get("start_ticks")):
+                started = (rec / "started.json").exists()
+                return JobInfo(name, name, JobState.RUNNING if started else JobState.PENDING)
+            end = _read_json(rec / "exit.json")  # it may have ended between the two reads
+            if end is not None:
+                return self._ended(name, end)
+            return JobInfo(name, name, JobState.FAILED, None, "runner died without exit status")
+        return self._lost_or_pending(name, rec, spec)
+
+    @staticmethod
+    def _ended(name: str, end: dict) -> JobInfo:
+        code = int(end["exit_code"])
+        if end.get("cancelled"):
+            return JobInfo(name, name, JobState.CANCELLED, code, end.get("reason") or "cancelled")
+        if code == 0:
+            return JobInfo(name, name, JobState.COMPLETED, 0)
+        return JobInfo(name, name, JobState.FAILED, code, end.get("reason") or f"exit code {code}")
+
+    @staticmethod
+    def _lost_or_pending(name: str, rec: Path, spec: dict | None) -> JobInfo:
+        t0 = spec["t"] if spec else rec.stat().st_mtime
+        if time.time() - t0 < LAUNCH_GRACE_S:
+            return JobInfo(name, name, JobState.PENDING)
+        return JobInfo(name, name, JobState.FAILED, None, "lost during submission (never launched)")
+
+    def _states(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        out = {}
+        for job_id in job_ids:
+            info = self._info(job_id) if _safe_name(job_id) else None
+            if info is not None:
+                out[job_id] = info
+        return out
+
+    def _find(self, name: str) -> JobInfo | None:
+        return self._info(name)
+
+    def _cancel(self, job_id: str) -> None:
+        if not _safe_name(job_id):
+            raise BackendError(f"job id {job_id!r}: not a local job name")
+        rec = self.records / job_id
+        run = _read_json(rec / "started.json") or _read_json(rec / "launched.json")
+        if run is None:
+            if not rec.is_dir():
+                raise BackendError(f"job id {job_id!r}: no such local job")
+            write_json_atomic(
+                rec / "exit.json", {"exit_code": -15, "cancelled": True, "reason": "cancelled"}
+            )
+            return
+        pid = int(run["pid"])
+        if _alive(pid, run.get("start_ticks")):
+            try:
+                os.kill(pid, 15)  # the runner forwards it to the command, SIGKILL after a grace
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        for name, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                self._procs.pop(name, None)
+
+
+def _safe_name(job_id: str) -> bool:
+    """A local job id is a job name: no path separators, so it stays inside the records dir."""
+    return bool(JOB_NAME_PATTERN.match(job_id))
