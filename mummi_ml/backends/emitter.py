@@ -191,7 +191,9 @@ class JobEmitter:
             return self.records[pid].name
         if self.free_slots() <= 0:
             active = self.cfg.slots - self.free_slots()
-            raise EmitterError(f"emit: no free MD slot (jobs.slots={self.cfg.slots}, active={active})")
+            raise EmitterError(
+                f"emit: no free MD slot (jobs.slots={self.cfg.slots}, active={active})"
+            )
         if job_dir.exists():
             # a crash after the directory was made but before the intent: reuse it as it is
             log.warning("job dir %s exists without a journal intent: reusing it", job_dir)

@@ -35,8 +35,8 @@ def _import_flux() -> Any:
         import flux.job
     except ImportError as exc:
         raise BackendUnavailableError(
-            f"flux backend: the flux Python bindings are not importable ({exc}); install "
-            "flux-core (which ships them) or use jobs.backend=local|slurm"
+            f"the flux Python bindings are not importable ({exc}); install flux-core "
+            "(which ships them) or use jobs.backend=local|slurm"
         ) from None
     return flux
 
@@ -48,7 +48,10 @@ class FluxBackend(JobBackend):
 
     def __init__(self, cfg: JobsConfig, state_dir: Path):
         super().__init__(cfg, state_dir)
-        self.flux = _import_flux()
+        try:
+            self.flux = _import_flux()
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(f"flux backend: {exc}") from None
         self.opts = cfg.flux
         try:
             self.handle = self.flux.Flux(self.opts.uri) if self.opts.uri else self.flux.Flux()
@@ -65,7 +68,7 @@ class FluxBackend(JobBackend):
         except BackendUnavailableError as exc:
             return str(exc)
         try:
-            flux.Flux().close() if hasattr(flux.Flux, "close") else flux.Flux()
+            flux.Flux()
         except OSError as exc:
             return f"no Flux instance to connect to ({exc}); run under `flux start`"
         return None

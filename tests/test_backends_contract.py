@@ -1,0 +1,162 @@
+"""One contract every job backend fulfils, run over local, Slurm and Flux.
+
+Slurm runs against a real cluster (``bash .ci/setup-slurm.sh`` makes a single-node one); Flux
+against a real instance (run pytest under ``flux start``). A backend that is not installed or not
+reachable here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mummi_ml.backends import (
+    BACKENDS,
+    BackendError,
+    JobBackend,
+    JobsConfig,
+    JobState,
+    backend_class,
+    make_backend,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+PY = sys.executable
+
+
+def wait_for(backend: JobBackend, job_id: str, states, timeout_s: float = 60.0):
+    """Poll until the job is in one of ``states``; returns its JobInfo (fails on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = backend.state(job_id)
+        if info.state in states:
+            return info
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {info.state} after {timeout_s} s")
+        time.sleep(0.2)
+
+
+def wait_terminal(backend: JobBackend, job_id: str, timeout_s: float = 60.0):
+    return wait_for(
+        backend, job_id, (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED), timeout_s
+    )
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request, tmp_path) -> JobBackend:
+    reason = backend_class(request.param).unavailable_reason()
+    if reason:
+        pytest.skip(f"{request.param} backend unavailable: {reason}")
+    b = make_backend(JobsConfig(backend=request.param), tmp_path / "state")
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def job_dir(tmp_path) -> Path:
+    d = tmp_path / "job"
+    d.mkdir()
+    return d
+
+
+def unique(name: str) -> str:
+    """Job names are global on a real scheduler: make each test's names unique."""
+    return f"t{time.time_ns() % 10**12}-{name}"
+
+
+def test_submitted_command_runs_in_job_dir_and_completes(backend, job_dir):
+    job_id = backend.submit(unique("ok"), [PY, "-c", "open('ran.txt', 'w').write('ok')"], job_dir)
+    info = wait_terminal(backend, job_id)
+    assert info.state == JobState.COMPLETED
+    assert info.exit_code == 0
+    assert (job_dir / "ran.txt").read_text() == "ok"
+
+
+def test_nonzero_exit_is_failed_with_its_exit_code(backend, job_dir):
+    job_id = backend.submit(unique("bad"), [PY, "-c", "raise SystemExit(3)"], job_dir)
+    info = wait_terminal(backend, job_id)
+    assert info.state == JobState.FAILED
+    assert info.exit_code == 3
+
+
+def test_argv_elements_reach_the_command_unparsed_by_any_shell(backend, job_dir):
+    tricky = ["a b; touch pwned", "$HOME", "`id`", "'\"", "*"]
+    code = "import json, sys; json.dump(sys.argv[1:], open('argv.json', 'w'))"
+    job_id = backend.submit(unique("argv"), [PY, "-c", code, *tricky], job_dir)
+    assert wait_terminal(backend, job_id).state == JobState.COMPLETED
+    assert json.loads((job_dir / "argv.json").read_text()) == tricky
+    assert not (job_dir / "pwned").exists()
+
+
+def test_stdout_and_stderr_go_to_files_named_after_the_job(backend, job_dir):
+    name = unique("out")
+    code = "import sys; print('to-out'); print('to-err', file=sys.stderr)"
+    job_id = backend.submit(name, [PY, "-c", code], job_dir)
+    assert wait_terminal(backend, job_id).state == JobState.COMPLETED
+    assert "to-out" in (job_dir / f"{name}.out").read_text()
+    assert "to-err" in (job_dir / f"{name}.err").read_text()
+
+
+def test_find_returns_the_job_submitted_under_that_name(backend, job_dir):
+    name = unique("find")
+    job_id = backend.submit(name, [PY, "-c", "pass"], job_dir)
+    info = backend.find(name)
+    assert info is not None and info.job_id == job_id and info.name == name
+
+
+def test_find_of_a_name_never_submitted_is_none(backend):
+    assert backend.find(unique("never")) is None
+
+
+def test_a_new_backend_instance_finds_and_follows_a_job(backend, job_dir, tmp_path):
+    name = unique("restart")
+    job_id = backend.submit(name, [PY, "-c", "import time; time.sleep(1)"], job_dir)
+    again = make_backend(backend.cfg, backend.state_dir)  # as after a restart of the service
+    info = again.find(name)
+    assert info is not None and info.job_id == job_id
+    assert wait_terminal(again, job_id).state == JobState.COMPLETED
+
+
+def test_cancel_stops_a_running_job(backend, job_dir):
+    job_id = backend.submit(unique("cancel"), [PY, "-c", "import time; time.sleep(60)"], job_dir)
+    wait_for(backend, job_id, (JobState.RUNNING,), timeout_s=30)
+    backend.cancel(job_id)
+    info = wait_terminal(backend, job_id, timeout_s=30)
+    assert info.state == JobState.CANCELLED
+
+
+def test_states_answers_several_jobs_at_once(backend, job_dir):
+    ids = [backend.submit(unique(f"many{i}"), [PY, "-c", "pass"], job_dir) for i in range(3)]
+    for job_id in ids:
+        wait_terminal(backend, job_id)
+    got = backend.states(ids)
+    assert set(got) == set(ids)
+    assert all(info.state == JobState.COMPLETED for info in got.values())
+
+
+@pytest.mark.parametrize("name", ["../escape", "a b", "", "-dash", "x" * 101, "semi;colon"])
+def test_bad_job_names_are_rejected(backend, job_dir, name):
+    with pytest.raises(BackendError, match="job name"):
+        backend.submit(name, [PY, "-c", "pass"], job_dir)
+
+
+def test_argv_must_be_a_list_of_strings(backend, job_dir):
+    with pytest.raises(BackendError, match="argv"):
+        backend.submit(unique("str"), "echo hi", job_dir)
+    with pytest.raises(BackendError, match="argv"):
+        backend.submit(unique("int"), [PY, 3], job_dir)
+
+
+def test_job_dir_must_exist(backend, tmp_path):
+    with pytest.raises(BackendError, match="job_dir"):
+        backend.submit(unique("nodir"), [PY, "-c", "pass"], tmp_path / "missing")
+
+
+def test_unknown_backend_name_lists_the_valid_ones():
+    with pytest.raises(BackendError, match="local, slurm, flux"):
+        backend_class("pbs")
