@@ -1,4 +1,5 @@
-"""Configuration of the metric model, its losses and its training (``model:`` and ``train:``)."""
+"""Configuration of the metric model, its losses and its training (``model:``, ``loss:``,
+``train:``)."""
 
 from __future__ import annotations
 
@@ -24,19 +25,43 @@ class ModelConfig(StrictModel):
         description="invariance group: 'paper' = 3 rotations + 2 axis reflections; "
         "'dihedral' adds the two diagonal reflections",
     )
+    depth_multiplier: int = Field(
+        6, ge=1, description="outputs per lipid channel of the depthwise 1x1 convolution (paper: 6)"
+    )
+    sep_filters: int = Field(6, ge=1, description="filters of the separable convolution (paper: 6)")
+    conv_filters: int = Field(
+        16, ge=1, description="filters of each strided 3x3 convolution (paper: 16)"
+    )
+    bn_momentum: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="BatchNorm running-average weight of a new batch, torch convention "
+        "(Keras' default momentum 0.99 is 0.01 here; 0.1 settles the eval-mode statistics "
+        "within a few dozen steps, which short runs need; training itself is unaffected)",
+    )
+    bn_eps: float = Field(1e-3, gt=0, description="BatchNorm epsilon (Keras default 1e-3)")
 
 
 class LossConfig(StrictModel):
-    """Weights and margins of L = w_inv L_inv + w_rad L_rad + w_lab L_lab (units of d_z)."""
+    """Weights and margins of L = w_inv L_inv + w_rad L_rad + w_lab L_lab (units of d_z).
 
-    w_inv: float = Field(2.0, ge=0, description="weight of the invariance loss")
-    alpha_inv: float = Field(1.0, ge=0, description="margin of the invariance triplet loss")
-    w_rad: float = Field(2.0, ge=0, description="weight of the radial-profile proportionality loss")
-    lambda_rad: float = Field(0.1, gt=0, description="proportionality d_z ~ lambda d_Upsilon")
+    A term whose weight is 0 is not computed (ablations)."""
+
+    w_inv: float = Field(2.0, ge=0, description="weight of the invariance loss (dimensionless)")
+    alpha_inv: float = Field(1.0, ge=0, description="margin of the invariance triplet loss (d_z)")
+    w_rad: float = Field(
+        2.0, ge=0, description="weight of the radial-profile proportionality loss (dimensionless)"
+    )
+    lambda_rad: float = Field(
+        0.1, gt=0, description="proportionality d_z ~ lambda d_Upsilon (d_z per unit of d_Upsilon)"
+    )
     w_lab: float = Field(1.0, ge=0, description="weight of the class-label triplet loss")
-    alpha_lab: float = Field(8.0, ge=0, description="margin of the label triplet loss")
+    alpha_lab: float = Field(8.0, ge=0, description="margin of the label triplet loss (d_z)")
     label_mining: Literal["batch_hard", "batch_all"] = Field(
-        "batch_hard", description="triplet mining of the label loss"
+        "batch_hard",
+        description="triplet mining of the label loss: hardest positive/negative per anchor, "
+        "or the mean over all valid triplets",
     )
 
     @model_validator(mode="after")
@@ -47,22 +72,62 @@ class LossConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Optimisation: Adam with a piecewise-constant learning rate."""
+    """Optimisation: Adam with a piecewise-constant learning rate, data split and pipeline."""
 
     epochs: int = Field(60, ge=1, description="training epochs")
-    batch_size: int = Field(128, ge=2, description="global batch size (patches, before augmentation)")
+    batch_size: int = Field(
+        128,
+        ge=2,
+        description="GLOBAL batch size (patches, before augmentation), split evenly over ranks; "
+        "must be a multiple of the number of ranks",
+    )
     learning_rates: list[float] = Field(
         default_factory=lambda: [1e-3, 5e-3, 1e-4, 1e-5],
-        description="piecewise-constant learning rates",
+        description="piecewise-constant learning rates (per step of the global batch)",
     )
     lr_boundaries: list[int] = Field(
         default_factory=lambda: [10, 20, 30],
         description="epochs after which the learning rate switches to the next value",
     )
-    validation_fraction: float = Field(0.1, gt=0, lt=1, description="fraction held out")
-    split_by: Literal["patch", "replica"] = Field("patch", description="unit of the train/val split")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="fraction held out for validation (of patches or replicas)"
+    )
+    split_by: Literal["patch", "replica"] = Field(
+        "patch", description="unit of the train/val split: single patches or whole replicas"
+    )
     seed: int = Field(0, description="seed of every random generator of the run")
-    num_threads: int = Field(0, ge=0, description="torch CPU threads per rank (0: leave default)")
+    num_threads: int = Field(
+        0, ge=0, description="torch CPU threads per rank (0: the node's cores / ranks on it)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where to train: auto = cuda:<local rank> if a GPU is present"
+    )
+    shuffle: Literal["full", "block"] = Field(
+        "full",
+        description="data order per epoch: a full permutation, or shuffled blocks of "
+        "shuffle_block consecutive patches (sequential reads for files larger than memory)",
+    )
+    shuffle_block: int = Field(
+        1024, ge=1, description="patches per block when shuffle = 'block'"
+    )
+    cache_mb: float = Field(
+        4096.0,
+        ge=0,
+        description="hold the training patches in memory on each rank when they take at most "
+        "this many MiB (else stream them from the HDF5 files window by window)",
+    )
+    stream_window: int = Field(
+        64, ge=1, description="global batches read from disk at once when streaming"
+    )
+    val_max_patches: int = Field(
+        5000, ge=2, description="validation patches used for the per-epoch loss terms"
+    )
+    val_metric_patches: int = Field(
+        1000, ge=2, description="validation patches used for the per-epoch overlap % and MARE"
+    )
+    embed_batch_size: int = Field(
+        4096, ge=1, description="patches per forward pass when embedding (Metric.embed)"
+    )
 
     @model_validator(mode="after")
     def _schedule(self) -> TrainConfig:
@@ -71,6 +136,9 @@ class TrainConfig(StrictModel):
                 f"learning_rates needs one more value than lr_boundaries "
                 f"(got {len(self.learning_rates)} and {len(self.lr_boundaries)})"
             )
-        if any(b2 <= b1 for b1, b2 in zip(self.lr_boundaries, self.lr_boundaries[1:])):
+        pairs = zip(self.lr_boundaries, self.lr_boundaries[1:], strict=False)
+        if any(b2 <= b1 for b1, b2 in pairs):
             raise ValueError(f"lr_boundaries must increase (got {self.lr_boundaries})")
+        if any(lr <= 0 for lr in self.learning_rates):
+            raise ValueError(f"learning_rates must be > 0 (got {self.learning_rates})")
         return self

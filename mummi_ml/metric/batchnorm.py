@@ -1,0 +1,61 @@
+"""Batch normalisation whose statistics span every rank's part of the global batch.
+
+``torch.nn.SyncBatchNorm`` only runs on GPUs; :class:`GlobalBatchNorm` works on every backend
+(gloo on CPUs included), so that training on ``P`` ranks with global batch ``B`` normalises by
+exactly the statistics one process would compute on the same ``B`` patches. On one process (or in
+eval mode) it is ``torch.nn.BatchNorm{1,2}d``. Defaults follow Keras (momentum 0.99 in Keras'
+convention = 0.01 here, eps 1e-3), as in the paper's model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mummi_ml.parallel.collectives import all_reduce_sum_with_grad, is_distributed
+
+__all__ = ["GlobalBatchNorm"]
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over dim 1 of ``[N, C]`` or ``[N, C, H, W]`` with statistics synced across ranks.
+
+    Args:
+        num_features: C.
+        eps: added to the variance.
+        momentum: weight of the new batch in the running averages (torch convention).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 0.01):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=True)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"GlobalBatchNorm: expected a 2-D or 4-D input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not (self.training and is_distributed()):
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias,
+                self.training, self.momentum, self.eps,
+            )
+        dims = [0] if x.dim() == 2 else [0, 2, 3]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        n_local = x.numel() // x.shape[1]
+        stats = torch.cat(
+            [x.sum(dim=dims), x.new_tensor([float(n_local)])]
+        )  # [C + 1]
+        stats = all_reduce_sum_with_grad(stats)
+        n = stats[-1].detach()
+        mean = stats[:-1] / n  # [C]
+        sq = all_reduce_sum_with_grad(((x - mean.view(shape)) ** 2).sum(dim=dims))
+        var = sq / n  # biased, as used for normalisation
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * (n / max(float(n) - 1, 1.0)), alpha=m)
+        xhat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return xhat * self.weight.view(shape) + self.bias.view(shape)

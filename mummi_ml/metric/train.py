@@ -1,0 +1,341 @@
+"""Training of the metric: Adam, the paper's piecewise-constant learning rate, data parallel.
+
+:func:`train_model` is the library entry point (the CLI ``mummi-ml train`` and the evaluation's
+ablations call it). On several ranks (any launcher, see :mod:`mummi_ml.parallel`) it wraps the
+encoder in DistributedDataParallel and computes the loss on the GLOBAL batch:
+
+- the global batch is ``train.batch_size`` patches whatever the number of ranks; rank r embeds
+  its ``batch_size / size`` patches (and their transformations), the embeddings are gathered
+  (:func:`~mummi_ml.parallel.all_gather_with_grad`) and every rank evaluates the same loss;
+- BatchNorm statistics span the global batch (:class:`~mummi_ml.metric.batchnorm.GlobalBatchNorm`);
+- so P ranks follow the same trajectory as one process on the same global batches, with the
+  same learning rate (rule: global batch and learning rate are independent of the rank count;
+  more ranks = fewer patches per rank and step).
+
+Run directory ``out_dir``: ``checkpoint.pt`` (every epoch and on SIGTERM/SIGUSR1),
+``train_log.csv``, ``training_curve.png``, ``cache/`` (statistics, Upsilon), and at the end the
+model (``weights.pt``, ``metric.json``; see :mod:`mummi_ml.metric.model_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mummi_ml.metric.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
+from mummi_ml.metric.data import Batch, TrainingData
+from mummi_ml.metric.errors import MetricError, TrainingInterrupted
+from mummi_ml.metric.history import plot_curves, write_log
+from mummi_ml.metric.losses import metric_loss
+from mummi_ml.metric.model_dir import build_encoder, write_model_dir
+from mummi_ml.metric.quality import mare, overlap_percent
+from mummi_ml.metric.schedule import learning_rate_at
+from mummi_ml.metric.signals import StopFlag
+from mummi_ml.parallel import DistContext, all_gather_with_grad, init_distributed
+
+__all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS"]
+
+RESUME_FREE_KEYS = frozenset(
+    {"epochs", "num_threads", "device", "cache_mb", "val_max_patches", "val_metric_patches",
+     "embed_batch_size"}
+)
+"""``train:`` keys that may change between a run and its resumption (others must match)."""
+
+
+def train_model(
+    model_cfg: ModelConfig,
+    loss_cfg: LossConfig,
+    train_cfg: TrainConfig,
+    data: Sequence[str | Path],
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+) -> Path:
+    """Train a metric and write its model directory.
+
+    Args:
+        model_cfg, loss_cfg, train_cfg: the ``model:``, ``loss:`` and ``train:`` sections.
+        data: HDF5 patch files (one dataset, in order).
+        out_dir: run and model directory (created).
+        resume: continue from ``out_dir/checkpoint.pt`` if it exists (else start afresh).
+        progress: show a progress bar (rank 0, stderr).
+        ctx: an existing parallel context (default: :func:`init_distributed`, closed at the end).
+
+    Returns:
+        ``out_dir``, now a model directory (``Metric.load(out_dir)``).
+
+    Raises:
+        MetricError: bad data or configuration, or a checkpoint exists and ``resume`` is False.
+        TrainingInterrupted: SIGTERM/SIGUSR1 arrived; a checkpoint was written.
+    """
+    own = ctx is None
+    if ctx is None:
+        ctx = init_distributed(train_cfg.device, train_cfg.num_threads)
+    try:
+        trainer = Trainer(model_cfg, loss_cfg, train_cfg, data, Path(out_dir), ctx, progress)
+        return trainer.run(resume)
+    finally:
+        if own:
+            ctx.close()
+
+
+class Trainer:
+    """One training run (see :func:`train_model`); one instance per rank."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        loss_cfg: LossConfig,
+        train_cfg: TrainConfig,
+        data: Sequence[str | Path],
+        out_dir: Path,
+        ctx: DistContext,
+        progress: bool = True,
+    ):
+        self.model_cfg, self.loss_cfg, self.cfg = model_cfg, loss_cfg, train_cfg
+        self.paths = [Path(p) for p in ([data] if isinstance(data, (str, Path)) else data)]
+        if not self.paths:
+            raise MetricError("data: no patch files given")
+        self.out_dir = out_dir
+        self.ctx = ctx
+        self.progress = progress
+        self.ckpt_path = out_dir / CHECKPOINT_NAME
+        self.rows: list[dict[str, float]] = []
+        self._val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _config_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_cfg.model_dump(mode="json"),
+            "loss": self.loss_cfg.model_dump(mode="json"),
+            "train": self.cfg.model_dump(mode="json"),
+        }
+
+    def _check_resumable(self, saved: dict[str, Any]) -> None:
+        now = self._config_dict()
+        for section in ("model", "loss", "train"):
+            for key, value in now[section].items():
+                if section == "train" and key in RESUME_FREE_KEYS:
+                    continue
+                old = saved.get(section, {}).get(key)
+                if old != value:
+                    raise MetricError(
+                        f"{self.ckpt_path}: cannot resume with {section}.{key} = {value!r}, "
+                        f"the checkpoint was written with {old!r}"
+                    )
+
+    def _setup(self, resume: bool) -> None:
+        ctx, cfg = self.ctx, self.cfg
+        if ctx.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        ctx.barrier()
+        if self.ckpt_path.exists() and not resume:
+            raise MetricError(
+                f"{self.out_dir}: holds a checkpoint of an earlier run; resume it (--resume) "
+                "or choose another output directory"
+            )
+        self.data = TrainingData(
+            self.paths, self.model_cfg, cfg, self.out_dir / "cache", ctx.rank, ctx.size,
+            ctx.barrier if ctx.distributed else None,
+        )
+        torch.manual_seed(cfg.seed)
+        self.encoder = build_encoder(self.model_cfg)
+        stats = self.data.stats
+        self.encoder.set_stats(stats.mean, np.where(stats.std > 0, stats.std, 1.0))
+        self.epoch, self.step = 0, 0
+        self.partial = [0.0] * 6  # loss, inv, rad, lab sums, steps, seconds of an interrupted epoch
+        state = None
+        if resume and self.ckpt_path.exists():
+            state = load_checkpoint(self.ckpt_path)
+            self._check_resumable(json.loads(state["config"]))
+            self.encoder.load_state_dict(state["model"])
+            torch.set_rng_state(state["torch_rng"])
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.rows = [dict(r) for r in state["history"]]
+            self.partial = [float(v) for v in state["partial"]]
+        self.encoder.to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.learning_rates[0])
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.model = DistributedDataParallel(
+                self.encoder, device_ids=ids, broadcast_buffers=False
+            )
+        else:
+            self.model = self.encoder
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on a global batch (this rank's share in ``batch.x``)."""
+        dev = self.ctx.device
+        x = torch.from_numpy(batch.x).to(dev, non_blocking=True)
+        views = self.loss_cfg.w_inv > 0
+        zv = self.model(x, views=views)  # [b, 1+T, d] or [b, d]
+        if not views:
+            zv = zv[:, None]
+        b, k, d = zv.shape
+        z_all = all_gather_with_grad(zv.reshape(b, k * d)).reshape(-1, k, d)  # [B, 1+T, d]
+        labels = torch.from_numpy(batch.labels).to(dev)
+        ups = torch.from_numpy(batch.upsilon).to(dev) if self.loss_cfg.w_rad > 0 else None
+        terms = metric_loss(z_all, labels, ups, self.loss_cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimizer.step()
+        return terms.as_floats()
+
+    def _stop_requested(self, flag: StopFlag) -> bool:
+        if not self.ctx.distributed:
+            return flag.requested
+        t = torch.tensor([1.0 if flag.requested else 0.0], device=self.ctx.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def _save(self, epoch: int, step: int) -> None:
+        if not self.ctx.is_root:
+            return
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "model": {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "torch_rng": torch.get_rng_state(),
+                "history": self.rows,
+                "partial": self.partial,
+                "config": json.dumps(self._config_dict()),
+                "data_hash": self.data.data_hash,
+                "world_size": self.ctx.size,
+            },
+        )
+
+    # ------------------------------------------------------------------ validation (rank 0)
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss terms on up to ``val_max_patches`` validation patches (eval mode, in global-batch
+        chunks), overlap % and MARE on the first ``val_metric_patches`` of them."""
+        dev, cfg = self.ctx.device, self.cfg
+        if self._val is None:
+            x, lab, ups = self.data.validation_set(cfg.val_max_patches)
+            self._val = (torch.from_numpy(x), torch.from_numpy(lab), torch.from_numpy(ups))
+        x, lab, ups = self._val
+        self.encoder.eval()
+        try:
+            zv = torch.cat([
+                self.encoder(x[i : i + cfg.embed_batch_size].to(dev), views=True).cpu()
+                for i in range(0, len(x), cfg.embed_batch_size)
+            ])  # [n, 1+T, d]
+        finally:
+            self.encoder.train()
+        sums, n_chunks = np.zeros(4), 0
+        for i in range(0, len(x), cfg.batch_size):
+            sl = slice(i, i + cfg.batch_size)
+            if len(lab[sl]) < 2:
+                continue
+            t = metric_loss(zv[sl], lab[sl], ups[sl], self.loss_cfg).as_floats()
+            sums += [t["loss"], t["inv"], t["rad"], t["lab"]]
+            n_chunks += 1
+        sums /= max(n_chunks, 1)
+        m = min(cfg.val_metric_patches, len(x))
+        return {
+            "val_loss": float(sums[0]), "val_inv": float(sums[1]),
+            "val_rad": float(sums[2]), "val_lab": float(sums[3]),
+            "val_overlap_pct": overlap_percent(zv[:m]),
+            "val_mare": mare(zv[:m, 0], ups[:m], self.loss_cfg.lambda_rad),
+        }
+
+    # ------------------------------------------------------------------ loop
+    def run(self, resume: bool = False) -> Path:
+        """Train from the start or the checkpoint to ``train.epochs``; write the model."""
+        self._setup(resume)
+        cfg, ctx = self.cfg, self.ctx
+        steps = self.data.steps_per_epoch
+        samples_per_step = cfg.batch_size  # a sample = a patch with its transformations
+        with StopFlag() as flag:
+            for epoch in range(self.epoch, cfg.epochs):
+                lr = learning_rate_at(epoch, cfg.learning_rates, cfg.lr_boundaries)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                start = self.step if epoch == self.epoch else 0
+                if start == 0:
+                    self.partial = [0.0] * 6
+                t0 = time.perf_counter() - self.partial[5]
+                bar = tqdm(
+                    total=steps, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                    file=sys.stderr, leave=False, dynamic_ncols=True,
+                    disable=not (self.progress and ctx.is_root),
+                )
+                for batch in self.data.batches(epoch, start):
+                    t = self.train_step(batch)
+                    self.partial[:5] = [
+                        self.partial[0] + t["loss"], self.partial[1] + t["inv"],
+                        self.partial[2] + t["rad"], self.partial[3] + t["lab"],
+                        self.partial[4] + 1,
+                    ]
+                    bar.update(1)
+                    bar.set_postfix(
+                        {k: f"{v:.3g}" for k, v in t.items()}, refresh=False
+                    )
+                    if self._stop_requested(flag):
+                        bar.close()
+                        self.partial[5] = time.perf_counter() - t0
+                        self._save(epoch, batch.step + 1)
+                        ctx.barrier()
+                        raise TrainingInterrupted(
+                            f"stopped by {flag.signal_name or 'a signal'} at epoch {epoch + 1}, "
+                            f"step {batch.step + 1}/{steps}; checkpoint {self.ckpt_path} "
+                            "(resume with --resume)",
+                            self.ckpt_path, epoch, batch.step + 1,
+                        )
+                bar.close()
+                seconds = time.perf_counter() - t0
+                n = max(self.partial[4], 1)
+                row = {
+                    "epoch": epoch, "lr": lr, "seconds": seconds,
+                    "samples_per_s": steps * samples_per_step / max(seconds, 1e-9),
+                    "train_loss": self.partial[0] / n, "train_inv": self.partial[1] / n,
+                    "train_rad": self.partial[2] / n, "train_lab": self.partial[3] / n,
+                }
+                if ctx.is_root:
+                    row.update(self.validate())
+                    self.rows.append(row)
+                    self.partial = [0.0] * 6
+                    self._save(epoch + 1, 0)
+                    write_log(self.out_dir / "train_log.csv", self.rows)
+                    plot_curves(self.out_dir / "training_curve.png", self.rows)
+                    if self.progress:
+                        print(self._summary(row, cfg.epochs), file=sys.stderr)
+                else:
+                    self.partial = [0.0] * 6
+            if ctx.is_root:
+                write_model_dir(
+                    self.out_dir, self.encoder, self.data.stats, self.model_cfg, self.loss_cfg,
+                    cfg, self.data.data_hash,
+                    extra={"epochs_trained": cfg.epochs, "world_size": ctx.size,
+                           "data_files": [str(p) for p in self.paths]},
+                )
+            ctx.barrier()
+        self.data.close()
+        return self.out_dir
+
+    @staticmethod
+    def _summary(row: dict[str, float], epochs: int) -> str:
+        return (
+            f"epoch {int(row['epoch']) + 1}/{epochs}: loss {row['train_loss']:.4g} "
+            f"(inv {row['train_inv']:.3g} rad {row['train_rad']:.3g} lab {row['train_lab']:.3g}) "
+            f"val {row['val_loss']:.4g} overlap {row['val_overlap_pct']:.3g}% "
+            f"MARE {row['val_mare']:.3g} | {row['samples_per_s']:.0f} samples/s"
+        )
