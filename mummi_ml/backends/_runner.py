@@ -48,27 +48,34 @@ def main(record_dir: str) -> int:
     spec = json.loads((rec / "spec.json").read_text())
     job_dir = Path(spec["job_dir"])
     name = spec["name"]
+    cancelled = threading.Event()
+    child: subprocess.Popen | None = None
+
+    def stop_child() -> None:
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+
+        def kill_later():
+            time.sleep(KILL_GRACE_S)
+            if child.poll() is None:
+                child.kill()
+
+        threading.Thread(target=kill_later, daemon=True).start()
+
+    def on_signal(_signum, _frame):
+        cancelled.set()
+        stop_child()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    # started.json is written after the handlers are in place: a canceller that sees it may signal
     write_json_atomic(
         rec / "started.json",
         {"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "t": time.time()},
     )
-    cancelled = threading.Event()
-    child: subprocess.Popen | None = None
-
-    def on_signal(signum, _frame):
+    if (rec / "cancel").exists():  # cancelled before we were ready for signals
         cancelled.set()
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
-
-            def kill_later():
-                time.sleep(KILL_GRACE_S)
-                if child.poll() is None:
-                    child.kill()
-
-            threading.Thread(target=kill_later, daemon=True).start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
 
     reason = ""
     with open(job_dir / f"{name}.out", "ab") as out, open(job_dir / f"{name}.err", "ab") as err:
@@ -77,6 +84,8 @@ def main(record_dir: str) -> int:
                 child = subprocess.Popen(
                     spec["argv"], cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err
                 )
+                if cancelled.is_set():  # a signal came between the check and the start
+                    stop_child()
         except OSError as exc:
             reason = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
             err.write((reason + "\n").encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,8 @@ class LocalBackend(JobBackend):
             end = _read_json(rec / "exit.json")  # it may have ended between the two reads
             if end is not None:
                 return self._ended(name, end)
+            if (rec / "cancel").exists():
+                return JobInfo(name, name, JobState.CANCELLED, None, "cancelled")
             return JobInfo(name, name, JobState.FAILED, None, "runner died without exit status")
         return self._lost_or_pending(name, rec, spec)
 
@@ -145,21 +148,24 @@ class LocalBackend(JobBackend):
         return self._info(name)
 
     def _cancel(self, job_id: str) -> None:
-        if not _safe_name(job_id):
-            raise BackendError(f"job id {job_id!r}: not a local job name")
+        if not _safe_name(job_id) or not (self.records / job_id).is_dir():
+            raise BackendError(f"job id {job_id!r}: no such local job")
         rec = self.records / job_id
-        run = _read_json(rec / "started.json") or _read_json(rec / "launched.json")
+        # The marker first: a runner that is not yet ready for signals reads it before it starts
+        # the command; one that is ready (started.json exists) gets SIGTERM and forwards it.
+        (rec / "cancel").touch()
+        run = _read_json(rec / "started.json")
         if run is None:
-            if not rec.is_dir():
-                raise BackendError(f"job id {job_id!r}: no such local job")
-            write_json_atomic(
-                rec / "exit.json", {"exit_code": -15, "cancelled": True, "reason": "cancelled"}
-            )
+            if _read_json(rec / "launched.json") is None and _read_json(rec / "exit.json") is None:
+                # never launched (a crash mid-submission): nothing will ever run
+                write_json_atomic(
+                    rec / "exit.json", {"exit_code": -15, "cancelled": True, "reason": "cancelled"}
+                )
             return
         pid = int(run["pid"])
         if _alive(pid, run.get("start_ticks")):
             try:
-                os.kill(pid, 15)  # the runner forwards it to the command, SIGKILL after a grace
+                os.kill(pid, signal.SIGTERM)  # the runner forwards it; SIGKILL after a grace
             except ProcessLookupError:
                 pass
 
