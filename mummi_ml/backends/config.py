@@ -25,11 +25,20 @@ __all__ = [
 ]
 
 #: Placeholders allowed in ``jobs.command``: the job directory (absolute path), the patch file in
-#: it (absolute path of ``patch.h5``), the patch id (decimal) and the Python running mummi-ml.
-COMMAND_PLACEHOLDERS: tuple[str, ...] = ("job_dir", "patch_file", "patch_id", "python")
+#: it (absolute path of ``patch.h5``), the patch id (decimal), the Python running mummi-ml, and
+#: ``jobs.duration_us`` (simulated time of one job, us).
+COMMAND_PLACEHOLDERS: tuple[str, ...] = (
+    "job_dir",
+    "patch_file",
+    "patch_id",
+    "python",
+    "duration_us",
+)
 
 #: The default MD stand-in: evolve the patch with the continuum dynamics (``mummi-ml relax``).
-DEFAULT_COMMAND: tuple[str, ...] = ("{python}", "-m", "mummi_ml", "relax", "{job_dir}")
+DEFAULT_COMMAND: tuple[str, ...] = (
+    "{python}", "-m", "mummi_ml", "relax", "{job_dir}", "--duration-us", "{duration_us}",
+)  # fmt: skip
 
 
 def template_fields(element: str) -> list[str]:
@@ -86,7 +95,8 @@ class JobsConfig(StrictModel):
         default_factory=lambda: list(DEFAULT_COMMAND),
         min_length=1,
         description="argv template of one MD job; placeholders {job_dir}, {patch_file}, "
-        "{patch_id}, {python}; each element formatted separately, never run through a shell",
+        "{patch_id}, {python}, {duration_us}; each element formatted separately, never run "
+        "through a shell",
     )
     max_retries: int = Field(
         2, ge=0, description="resubmissions of a failed job before it is recorded failed (count)"
@@ -104,8 +114,11 @@ class JobsConfig(StrictModel):
     poll_interval_s: float = Field(
         1.0, gt=0, description="seconds between state queries while waiting for jobs (s)"
     )
-    relax_duration_us: float = Field(
-        0.05, gt=0, description="simulated time of the `mummi-ml relax` stand-in MD (us)"
+    duration_us: float = Field(
+        1.0,
+        ge=0,
+        description="simulated time of one MD job (us): the {duration_us} placeholder; the "
+        "default command passes it to `mummi-ml relax --duration-us`",
     )
     relax_seed: int | None = Field(
         None, description="seed of `mummi-ml relax`; None: derived from the patch id"

@@ -131,6 +131,7 @@ class JobEmitter:
             "patch_file": str(job_dir / PATCH_FILE),
             "patch_id": str(int(patch_id)),
             "python": sys.executable,
+            "duration_us": repr(float(self.cfg.duration_us)),
         }
         return [element.format(**values) for element in self.cfg.command]
 
