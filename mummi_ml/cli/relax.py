@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mummi_ml.cli._common import config_from_args
-    from mummi_ml.continuum.relax import relax_patch
+    from mummi_ml.continuum import relax_patch
     from mummi_ml.errors import MummiMLError, PatchFileError
     from mummi_ml.patch import PatchBatch, read_patches, write_patches
 
