@@ -2,14 +2,96 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from mummi_ml.config_loader import StrictModel
+from mummi_ml.patch.constants import N_CLASSES
 
 __all__ = ["SelectorConfig"]
 
 
 class SelectorConfig(StrictModel):
-    """The selector; the selector sub-package owns and extends this section."""
+    """The in situ selector: sources, candidate pool, novelty, checkpoints, operations."""
 
-    capacity_per_rank: int = Field(35000, ge=1, description="candidates kept per rank")
+    capacity_per_rank: int = Field(35000, ge=1, description="candidates kept per rank (count)")
+    state_dir: str = Field(
+        "selector-state",
+        description="directory of checkpoints, payload segments, picks journal, status.json "
+        "(must be on a file system shared by all selector ranks)",
+    )
+    sources: list[Literal["spool", "mpi"]] = Field(
+        default_factory=lambda: ["spool"],
+        description="where patches come from: a spool directory of HDF5 files and/or MPI "
+        "messages from coupler ranks of the same MPMD job",
+    )
+    spool_dir: str = Field(
+        "spool", description="directory the coupler writes *.h5 patch files into (atomically)"
+    )
+    spool_after: Literal["archive", "delete"] = Field(
+        "archive",
+        description="what happens to a claimed spool file once a checkpoint covers it: moved "
+        "to SPOOL/archive/ or deleted",
+    )
+    files_per_poll: int = Field(
+        8, ge=1, description="spool files one rank claims per loop iteration (count)"
+    )
+    embedding: Literal["model", "mean_concentrations"] = Field(
+        "model",
+        description="embedding of patches: the trained metric (model_dir) or the 14 mean "
+        "concentrations (a model-free fallback for demos and benchmarks)",
+    )
+    model_dir: str | None = Field(
+        None, description="trained metric checkpoint directory (Metric.load); needed for 'model'"
+    )
+    embed_batch_size: int = Field(1024, ge=1, description="patches per embedding batch (count)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="device for embedding and torch novelty search (auto: cuda if present)"
+    )
+    novelty: Literal["nearest", "mean_knn"] = Field(
+        "nearest",
+        description="novelty of a candidate: distance to the nearest selected patch (d_z units), "
+        "or DynIm's mean distance to the knn_k nearest selected patches",
+    )
+    knn_k: int = Field(10, ge=1, description="neighbours averaged by novelty=mean_knn (count)")
+    nn_backend: Literal["auto", "ckdtree", "faiss", "torch"] = Field(
+        "auto",
+        description="exact nearest-selected search for arriving candidates (auto: torch on a GPU, "
+        "else scipy cKDTree, the fastest measured on CPU)",
+    )
+    class_quotas: list[float] | None = Field(
+        None,
+        description=f"target fraction of picks per class ({N_CLASSES} non-negative weights, "
+        "normalised; null: no quotas, pure farthest-point)",
+    )
+    frontier_size: int = Field(
+        1024,
+        ge=1,
+        description="candidates kept exactly up to date by the lazy greedy (count); a tuning "
+        "knob, never changes which patches are picked",
+    )
+    checkpoint_interval_s: float = Field(
+        300.0, gt=0, description="seconds between periodic checkpoints (also on SIGTERM/SIGUSR1)"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="complete checkpoints kept (count)")
+    poll_interval_s: float = Field(
+        0.5, gt=0, description="seconds to sleep when a loop iteration found no input"
+    )
+    status_interval_s: float = Field(
+        10.0, gt=0, description="seconds between log lines and status.json updates"
+    )
+    wait_timeout_s: float = Field(
+        3600.0, gt=0, description="--once: seconds to wait for emitted jobs before exiting"
+    )
+
+    @field_validator("class_quotas")
+    @classmethod
+    def _check_quotas(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) != N_CLASSES or any(q < 0 for q in v) or sum(v) <= 0:
+            raise ValueError(
+                f"expected {N_CLASSES} non-negative weights with a positive sum, got {v}"
+            )
+        return v

@@ -1,0 +1,109 @@
+"""Exact distances and k-nearest bookkeeping shared by every selection method.
+
+All selection code (the reference, the lazy distributed greedy, the naive re-ranker) computes
+distances with :func:`distances` and scores with :func:`score`, so that they agree bit for bit:
+each pair's sum over embedding dimensions runs in the same order in float64, whatever the
+batch shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+__all__ = ["distances", "pair_distances", "merge_nearest", "score", "best_of", "MAX_BLOCK"]
+
+MAX_BLOCK = 1 << 22
+"""Largest ``rows x cols`` distance block computed at once (float64: 32 MiB)."""
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between rows (scipy ``cdist``: each pair summed over dimensions in
+    order in float64, so a pair's distance does not depend on the batch it is computed in).
+
+    Args:
+        a: ``[n, d]`` embeddings (any float dtype).
+        b: ``[p, d]`` embeddings.
+
+    Returns:
+        float64 ``[n, p]``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n, p = len(a), len(b)
+    if n == 0 or p == 0:
+        return np.empty((n, p), dtype=np.float64)
+    rows = max(1, MAX_BLOCK // p)
+    if n <= rows:
+        return cdist(a, b)
+    out = np.empty((n, p), dtype=np.float64)
+    for lo in range(0, n, rows):
+        out[lo : lo + rows] = cdist(a[lo : lo + rows], b)
+    return out
+
+
+def merge_nearest(dk: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Merge new distances into each row's sorted list of its ``kk`` smallest distances.
+
+    Args:
+        dk: float64 ``[n, kk]`` ascending per row (``inf`` where fewer than kk are known).
+        dist: float64 ``[n, p]`` distances to selected patches not yet counted in ``dk``.
+
+    Returns:
+        float64 ``[n, kk]``, ascending per row.
+    """
+    kk = dk.shape[1]
+    if dist.shape[1] == 0:
+        return dk
+    if kk == 1:
+        return np.minimum(dk, dist.min(axis=1, keepdims=True))
+    both = np.concatenate([dk, dist], axis=1)
+    both = np.partition(both, kk - 1, axis=1)[:, :kk]
+    both.sort(axis=1)
+    return both
+
+
+def score(dk: np.ndarray, n_selected: int) -> np.ndarray:
+    """Novelty from the ``kk`` nearest distances: float64 ``[n]``.
+
+    ``kk == 1`` (or fewer than kk patches selected so far): the distance to the nearest selected
+    patch (``inf`` when none is selected). Otherwise DynIm's score: the mean of the kk smallest.
+    Both only fall as patches are selected, which is what the lazy greedy relies on.
+    """
+    kk = dk.shape[1]
+    if kk == 1 or n_selected < kk:
+        return dk[:, 0].copy()
+    s = dk[:, 0].copy()
+    for j in range(1, kk):  # fixed summation order
+        s += dk[:, j]
+    return s / kk
+
+
+def best_of(scores: np.ndarray, ids: np.ndarray) -> int:
+    """Index of the largest score, ties broken by the smallest id; -1 if empty or all -inf."""
+    if len(scores) == 0:
+        return -1
+    top = scores.max()
+    if top == -np.inf:
+        return -1
+    cand = np.flatnonzero(scores == top)
+    return int(cand[np.argmin(ids[cand])])
+
+
+def pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances between each row of ``a`` and its own rows of ``b``, bit-identical to
+    :func:`distances` (the same float64 sum over dimensions in order).
+
+    Args:
+        a: ``[n, d]``; b: ``[n, k, d]``.
+
+    Returns:
+        float64 ``[n, k]``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    acc = np.zeros(b.shape[:2], dtype=np.float64)
+    for k in range(a.shape[1]):  # loop over embedding dimensions, not patches
+        diff = a[:, k, None] - b[:, :, k]
+        acc += diff * diff
+    return np.sqrt(acc)

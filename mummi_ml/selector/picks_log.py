@@ -1,0 +1,48 @@
+"""Write-ahead log of picks (rank 0): a pick is appended (flushed, fsynced) before its job is
+emitted, so a restart from an older checkpoint replays it instead of picking something else."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mummi_ml.selector.greedy import Pick
+
+__all__ = ["PicksLog"]
+
+
+class PicksLog:
+    """``STATE/picks.jsonl``: one JSON object per pick (Pick fields + embedding ``z``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def read(self) -> list[dict]:
+        """Every complete entry, in order (a torn last line from a crash is ignored)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def repair(self) -> None:
+        """Rewrite the file with its complete entries only (atomically), before appending."""
+        entries = self.read()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        os.replace(tmp, self.path)
+
+    def append(self, picks: list[Pick], z: np.ndarray) -> None:
+        """Append picks with their embeddings ``z [p, d]``; durable when this returns."""
+        with open(self.path, "a") as fh:
+            for p, zi in zip(picks, z, strict=True):
+                fh.write(json.dumps({**p.__dict__, "z": [float(v) for v in zi]}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,46 @@
+"""Start the selector service in a process: communicator, MPMD split, signals, weights."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_service", "selector_comm"]
+
+
+def selector_comm(mpmd: bool = False) -> tuple[Any, Any]:
+    """``(comm of the selector ranks or None, MPMD layout or None)``."""
+    from mpi4py import MPI
+
+    if mpmd:
+        from mummi_ml.continuum.coupler_mpi import split_mpmd
+
+        layout = split_mpmd("selector")
+        return (layout.local if layout.local.Get_size() > 1 else None), layout
+    world = MPI.COMM_WORLD
+    return (world if world.Get_size() > 1 else None), None
+
+
+def run_service(cfg: Any, once: bool = False, mpmd: bool = False,
+                weights_path: str | None = None) -> int:
+    """Run :class:`SelectorService` until stopped; returns the exit status."""
+    from mummi_ml.selector.importance import importance_weights
+    from mummi_ml.selector.service import SelectorService
+
+    if mpmd and "mpi" not in cfg.selector.sources:
+        cfg.selector.sources = [*cfg.selector.sources, "mpi"]
+    comm, layout = selector_comm(mpmd)
+    svc = SelectorService(cfg, comm=comm, mpi_layout=layout)
+    svc.install_signal_handlers()
+    rc = svc.run(once=once)
+    if weights_path:
+        w = importance_weights(svc.pool.z, svc.selected.z, comm)
+        if svc.rank == 0:
+            p = Path(weights_path)
+            tmp = p.with_name(p.name + ".tmp")
+            tmp.write_text(json.dumps({"ids": [int(i) for i in svc.selected.ids],
+                                       "weights": w.tolist()}))
+            os.replace(tmp, p)
+    return rc

@@ -1,0 +1,299 @@
+"""The selector service: ingest from the sources, keep the distributed pool, pick when MD slots
+free up, emit jobs (rank 0), checkpoint, report. Every loop iteration is collective over the
+selector ranks; decisions (stop, checkpoint, report) are agreed by one ``Allreduce``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mummi_ml.errors import MummiMLError, PatchFileError
+from mummi_ml.selector.collectives import allgather_rows, allreduce_max, bcast_int, rank_size
+from mummi_ml.selector.embedder import Embedding, make_embedding
+from mummi_ml.selector.greedy import LazyGreedy
+from mummi_ml.selector.idset import IdSet
+from mummi_ml.selector.ingest import Ingestor
+from mummi_ml.selector.mpi_source import MpiSource
+from mummi_ml.selector.nn_search import NearestSelected
+from mummi_ml.selector.payloads import PayloadStore
+from mummi_ml.selector.picks_log import PicksLog
+from mummi_ml.selector.pool import CandidatePool
+from mummi_ml.selector.selected import SelectedSet
+from mummi_ml.selector.spool import SpoolSource
+from mummi_ml.selector.state import restore_state, save_checkpoint
+
+__all__ = ["SelectorService"]
+
+log = logging.getLogger("mummi_ml.selector")
+_STOP, _CKPT, _REPORT, _INPUT, _OPEN = range(5)
+
+
+class SelectorService:
+    """The long-running selector of one rank.
+
+    Args:
+        cfg: the whole :class:`mummi_ml.config.Config` (``selector:`` and ``jobs:`` are used).
+        comm: communicator of the selector ranks (None: one rank).
+        embedding: the embedding (default: from the config; injected in tests).
+        emitter_factory: ``state_dir -> emitter`` for rank 0 (default: the configured backend
+            with :class:`mummi_ml.backends.JobEmitter`).
+        mpi_layout: ``split_mpmd("selector")`` result when patches come over MPI.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        comm: Any = None,
+        embedding: Embedding | None = None,
+        emitter_factory: Callable[[Path], Any] | None = None,
+        mpi_layout: Any = None,
+    ):
+        self.cfg, self.s = cfg, cfg.selector
+        self.comm = comm
+        self.rank, self.size = rank_size(comm)
+        self.state_dir = Path(self.s.state_dir).absolute()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.emb = embedding or make_embedding(self.s)
+        self.kk = self.s.knn_k if self.s.novelty == "mean_knn" else 1
+        self._stop = self._ckpt_now = False
+        self.t_start = time.time()
+        self._last = {"ckpt": time.monotonic(), "report": 0.0, "ingested": 0}
+        self.last_checkpoint: dict = {}
+        self._restore()
+        self.spool = None
+        if "spool" in self.s.sources:
+            self.spool = SpoolSource(self.s.spool_dir, self.rank, self.size,
+                                     self.s.files_per_poll, self.s.spool_after)
+        self.mpi = None
+        if "mpi" in self.s.sources:
+            if mpi_layout is None:
+                raise MummiMLError("selector.sources has 'mpi' but no MPMD layout was given "
+                                   "(launch with `mummi-ml select --mpmd` under mpiexec)")
+            self.mpi = MpiSource(mpi_layout)
+        self._backlog: list[Path] = []
+        if self.spool is not None:
+            adopted = self.spool.adopt_claimed()
+            covered = set(self._restored_covered)
+            self.spool.retire([p.name for p in adopted if p.name in covered])
+            self._backlog = [p for p in adopted if p.name not in covered]
+        self._ingested_files: list[str] = []
+        self.emitter = None
+        if self.rank == 0:
+            self.emitter = (emitter_factory or self._default_emitter)(self.state_dir)
+            self.emitter.recover()
+        self.picks_log = PicksLog(self.state_dir / "picks.jsonl")
+        if self.rank == 0:
+            self.picks_log.repair()
+        self._replay_picks()
+
+    # ---- set-up --------------------------------------------------------------------------------
+    def _default_emitter(self, state_dir: Path) -> Any:
+        from mummi_ml.backends import JobEmitter, make_backend
+
+        return JobEmitter(make_backend(self.cfg.jobs, state_dir), self.cfg.jobs, state_dir)
+
+    def _restore(self) -> None:
+        d, kk = self.emb.dim, self.kk
+        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm)
+        self.pool = st.pool if st else CandidatePool(d, kk)
+        self.selected = st.selected if st else SelectedSet(d)
+        self.accepted = st.accepted if st else IdSet()
+        self.ckpt_seq = st.next_seq if st else 0
+        self._restored_covered = st.covered if st else []
+        self.engine = LazyGreedy(self.pool, self.selected, self.comm, self.s.frontier_size,
+                                 self.s.class_quotas)
+        root = self.state_dir / "payloads"
+        next_seg = max([st.next_seg if st else 0] + [
+            int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{self.rank:05d}").glob("seg-*.h5")
+        ])
+        self.payloads = PayloadStore(root, self.rank, next_seg)
+        self.ingestor = Ingestor(
+            self.emb.embed, self.engine, self.payloads, self.accepted,
+            NearestSelected(kk, self.s.nn_backend), self.s.capacity_per_rank,
+            self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
+            self.comm,
+        )
+        if st:
+            self.ingestor.counters.update(st.counters)
+            self.ingestor.evicted_ids = st.evicted_ids
+            self.ingestor.quarantined_ids = st.quarantined_ids
+            self.ingestor.quarantined_codes = st.quarantined_codes
+            self.last_checkpoint = {"seq": self.ckpt_seq - 1, "time": st.time}
+
+    def _replay_picks(self) -> None:
+        """Apply picks logged after the checkpoint we restarted from (a crash between pick and
+        checkpoint): remove them from the pools, add them to the selected set, unemitted."""
+        entries = [e for e in self.picks_log.read() if e["seq"] >= len(self.selected)]
+        entries.sort(key=lambda e: e["seq"])
+        for e in entries:
+            if e["seq"] != len(self.selected):
+                log.error("picks log: entry %d does not follow %d; ignoring the rest",
+                          e["seq"], len(self.selected))
+                break
+            pid = np.uint64(e["id"])
+            hit = np.flatnonzero(self.pool.ids == pid)
+            self.pool.remove(hit)
+            self.accepted.add(np.array([pid], np.uint64))
+            self.selected.append(np.array([e["z"]], np.float32), ids=np.array([pid]),
+                                 classes=[e["cls"]], novelty=[e["novelty"]], owner=[e["owner"]],
+                                 src=[e["src"]], seg=[e["seg"]], row=[e["row"]], emitted=[False])
+        if entries:
+            log.info("rank %d: replayed %d picks from the picks log", self.rank, len(entries))
+
+    # ---- signals -------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """SIGTERM: checkpoint and stop; SIGUSR1: checkpoint and go on."""
+
+        def on_term(signum, frame):
+            self._stop = self._ckpt_now = True
+
+        def on_usr1(signum, frame):
+            self._ckpt_now = True
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGUSR1, on_usr1)
+
+    # ---- one iteration -------------------------------------------------------------------------
+    def _poll_sources(self) -> list:
+        batches = []
+        if self.spool is not None:
+            files = self._backlog[: self.s.files_per_poll]
+            self._backlog = self._backlog[len(files):]
+            if not files:
+                files = self.spool.claim()
+            for f in files:
+                try:
+                    b = self.spool.read(f)
+                except (PatchFileError, OSError) as exc:
+                    self.spool.quarantine(f, str(exc))
+                    self.ingestor.counters["quarantined_files"] += 1
+                    log.warning("rank %d: quarantined file %s: %s", self.rank, f.name, exc)
+                    continue
+                batches.append((b, f.name))
+                self._ingested_files.append(f.name)
+        if self.mpi is not None:
+            batches += self.mpi.poll()
+        return batches
+
+    def _sources_open(self) -> bool:
+        spool_open = self.spool is not None and (bool(self._backlog) or bool(self.spool.incoming()))
+        return spool_open or (self.mpi is not None and not self.mpi.done)
+
+    def _emit_pending(self) -> None:
+        """Rank 0: emit every pick without a job while slots are free (idempotent per patch)."""
+        s, em = self.selected, self.emitter
+        for q in np.flatnonzero(~s.emitted):
+            pid = int(s.ids[q])
+            if not em.emitted(pid):
+                if em.free_slots() <= 0:
+                    return
+                try:
+                    patch = self.payloads.get(int(s.src[q]), int(s.seg[q]), int(s.row[q]))
+                    em.emit(patch, float(s.novelty[q]), self.emb.version)
+                except (MummiMLError, OSError) as exc:
+                    log.error("emit of patch %d failed: %s (will retry)", pid, exc)
+                    return
+            s.emitted[q] = True
+
+    def _free_slots(self) -> int:
+        free = 0
+        if self.rank == 0:
+            self.emitter.poll()
+            self._emit_pending()
+            free = self.emitter.free_slots() - int((~self.selected.emitted).sum())
+        return bcast_int(self.comm, free)
+
+    def select(self, k: int) -> int:
+        """Pick ``k`` patches over all ranks, log them, emit their jobs (rank 0). Collective."""
+        picks = self.engine.select(k)
+        if picks and self.rank == 0:
+            m = len(self.selected)
+            self.picks_log.append(picks, self.selected.z[m - len(picks):])
+            for p in picks:
+                log.info("pick #%d: patch %d (class %d, novelty %.4g, rank %d)",
+                         p.seq, p.id, p.cls, p.novelty, p.owner)
+            self._emit_pending()
+        return len(picks)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of every rank's state (collective); then retire covered spool
+        files and payload segments no longer referenced."""
+        t = time.time()
+        save_checkpoint(self, self.ckpt_seq)
+        if self.spool is not None:
+            self.spool.retire(self._ingested_files)
+        self._ingested_files = []
+        s = self.selected
+        locs = np.concatenate([
+            np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64),
+            np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64),
+        ])
+        live, _ = allgather_rows(self.comm, np.unique(locs, axis=0).reshape(-1, 2))
+        self.payloads.collect_garbage({(int(a), int(b)) for a, b in live})
+        self.last_checkpoint = {"seq": self.ckpt_seq, "time": t}
+        self.ckpt_seq += 1
+        self._last["ckpt"] = time.monotonic()
+        log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.ckpt_seq - 1,
+                 time.time() - t)
+
+    def report(self, state: str = "running") -> dict:
+        """Global counters (collective); rank 0 writes status.json and logs one line."""
+        from mummi_ml.selector.report import build_status
+
+        return build_status(self, state)
+
+    def step(self, once: bool = False) -> np.ndarray:
+        """One collective iteration; returns the agreed flags."""
+        batches = self._poll_sources()
+        self.ingestor.step(batches)
+        now = time.monotonic()
+        flags = np.zeros(5, dtype=np.int64)
+        flags[_STOP] = self._stop
+        flags[_CKPT] = self._ckpt_now or (
+            self.rank == 0 and now - self._last["ckpt"] >= self.s.checkpoint_interval_s)
+        flags[_REPORT] = self.rank == 0 and now - self._last["report"] >= self.s.status_interval_s
+        flags[_INPUT] = bool(batches)
+        flags[_OPEN] = self._sources_open()
+        flags = allreduce_max(self.comm, flags)
+        self._ckpt_now = False
+        if not once:
+            free = self._free_slots()
+            if free > 0:
+                self.select(free)
+        if flags[_CKPT] and not flags[_STOP]:
+            self.checkpoint()
+        if flags[_REPORT]:
+            self.report()
+            self._last["report"] = now
+        return flags
+
+    def run(self, once: bool = False) -> int:
+        """Serve until SIGTERM (or, with ``once``, until the sources are drained, the free slots
+        filled and the jobs done). Checkpoints before returning. Returns the exit status."""
+        self.report("starting")
+        while True:
+            flags = self.step(once)
+            if flags[_STOP]:
+                break
+            if once and not flags[_INPUT] and not flags[_OPEN]:
+                free = self._free_slots()
+                if free > 0:
+                    self.select(free)
+                if self.rank == 0:
+                    self.emitter.wait(self.s.wait_timeout_s)
+                    self.emitter.poll()
+                break
+            if not flags[_INPUT]:
+                time.sleep(self.s.poll_interval_s)
+        self.checkpoint()
+        self.report("stopped")
+        if self.emitter is not None:
+            self.emitter.close()
+        return 0

@@ -1,0 +1,126 @@
+"""The spool directory: HDF5 patch files written atomically by an external coupler.
+
+Layout under ``SPOOL``::
+
+    *.h5                      incoming files (a writer creates NAME.tmp and renames it to NAME.h5)
+    claimed/rank-RRRRR/       files a selector rank took (``os.rename``: exactly one rank wins)
+    archive/                  files a complete checkpoint covers (spool_after="archive")
+    quarantine/               files that could not be read, with NAME.reason.json beside them
+
+A claimed file stays in ``claimed/`` until a checkpoint covers its patches; after a crash the
+restarted service re-ingests what is still there (or archives it if the checkpoint it restarts
+from already covers it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from mummi_ml.patch import PatchBatch, read_patches
+
+__all__ = ["SpoolSource"]
+
+
+def _unique(dest: Path) -> Path:
+    if not dest.exists():
+        return dest
+    stem, suf = dest.name.split(".", 1) if "." in dest.name else (dest.name, "")
+    i = 1
+    while True:
+        cand = dest.with_name(f"{stem}.{i}.{suf}" if suf else f"{stem}.{i}")
+        if not cand.exists():
+            return cand
+        i += 1
+
+
+class SpoolSource:
+    """Claim, read, quarantine and retire spool files for one selector rank.
+
+    Args:
+        spool_dir: the spool directory.
+        rank, size: this rank and the number of selector ranks.
+        files_per_poll: files claimed per :meth:`claim` call.
+        after: ``archive`` or ``delete`` (what :meth:`retire` does).
+    """
+
+    def __init__(
+        self, spool_dir: str | Path, rank: int = 0, size: int = 1, files_per_poll: int = 8,
+        after: str = "archive",
+    ):
+        self.root = Path(spool_dir)
+        self.rank, self.size = rank, size
+        self.files_per_poll = files_per_poll
+        self.after = after
+        self.claimed_dir = self.root / "claimed" / f"rank-{rank:05d}"
+        for d in (self.root, self.claimed_dir, self.root / "archive", self.root / "quarantine"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def incoming(self) -> list[Path]:
+        """Complete files waiting to be claimed, sorted by name."""
+        return sorted(p for p in self.root.glob("*.h5") if p.is_file())
+
+    def claim(self) -> list[Path]:
+        """Take up to ``files_per_poll`` incoming files into this rank's claimed directory."""
+        files = self.incoming()
+        if self.size > 1 and files:  # start at a rank-dependent offset to avoid contention
+            k = self.rank * len(files) // self.size
+            files = files[k:] + files[:k]
+        got = []
+        for f in files:
+            if len(got) >= self.files_per_poll:
+                break
+            dest = self.claimed_dir / f.name
+            try:
+                os.rename(f, dest)
+            except FileNotFoundError:  # another rank was faster
+                continue
+            got.append(dest)
+        return got
+
+    def adopt_claimed(self) -> list[Path]:
+        """On start: take over files left in ``claimed/`` by earlier runs: those of old rank
+        directories ``o`` with ``o % size == rank``. Returns this rank's claimed files (sorted)."""
+        base = self.root / "claimed"
+        for d in sorted(base.glob("rank-*")):
+            try:
+                o = int(d.name.split("-")[1])
+            except ValueError:
+                continue
+            if d == self.claimed_dir or o % self.size != self.rank:
+                continue
+            for f in sorted(d.glob("*.h5")):
+                os.rename(f, _unique(self.claimed_dir / f.name))
+        return sorted(self.claimed_dir.glob("*.h5"))
+
+    @staticmethod
+    def read(path: Path) -> PatchBatch:
+        """All patches of a claimed file (raises PatchFileError if unreadable/foreign)."""
+        return read_patches(path)
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move an unreadable file to ``quarantine/`` with ``NAME.reason.json`` beside it."""
+        dest = _unique(self.root / "quarantine" / path.name)
+        note = dest.with_name(dest.name + ".reason.json")
+        tmp = note.with_name(note.name + ".tmp")
+        tmp.write_text(json.dumps({"file": path.name, "reason": reason, "rank": self.rank,
+                                   "time": time.time()}))
+        os.replace(tmp, note)
+        os.rename(path, dest)
+        return dest
+
+    def retire(self, names: list[str]) -> int:
+        """Archive or delete claimed files (by name) that a complete checkpoint covers."""
+        n = 0
+        for name in names:
+            p = self.claimed_dir / name
+            if not p.exists():
+                continue
+            if self.after == "delete":
+                p.unlink()
+            else:
+                os.rename(p, _unique(self.root / "archive" / name))
+            n += 1
+        return n
