@@ -37,6 +37,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         if not (self.training and is_distributed()):
+            if self.training:
+                self.num_batches_tracked.add_(1)
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias,
                 self.training, self.momentum, self.eps,

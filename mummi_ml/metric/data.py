@@ -182,7 +182,7 @@ class TrainingData:
         c = self.cfg
         pos = epoch_order(
             len(self.split.train), epoch, c.seed, c.shuffle, c.shuffle_block,
-            c.stream_window * c.batch_size,
+            16 * c.shuffle_block,
         )
         return self.split.train[pos]
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mummi_ml.metric.batchnorm import GlobalBatchNorm
-from mummi_ml.metric.transforms import transform_views
+from mummi_ml.metric.transforms import pixel_permutations
 from mummi_ml.patch.constants import N_CHANNELS, PATCH_SIZE
 
 __all__ = ["Encoder"]
@@ -81,6 +81,7 @@ class Encoder(nn.Module):
         self.dense = nn.Linear(side * side * conv_filters, latent_dim)
         self.bn4 = GlobalBatchNorm(latent_dim, bn_eps, bn_momentum)
         self._init_keras()
+        self._tables: dict = {}
 
     def _init_keras(self) -> None:
         """Glorot-uniform kernels and zero biases, as Keras initialises these layers."""
@@ -120,8 +121,8 @@ class Encoder(nn.Module):
         return torch.relu(x @ w + b)  # [N, 37, 37, F]
 
     def _rest(self, h: torch.Tensor) -> torch.Tensor:
-        """``[N, 37, 37, F]`` (channel-last) -> ``[N, d]``."""
-        h = self.bn1(h.permute(0, 3, 1, 2))  # [N, F, 37, 37]
+        """``[N, F, 37, 37]`` (contiguous NCHW) -> ``[N, d]``."""
+        h = self.bn1(h)  # [N, F, 37, 37]
         h = self.bn2(torch.relu(self.conv2(h)))  # [N, 16, 18, 18]
         h = self.bn3(torch.relu(self.conv3(h)))  # [N, 16, 8, 8]
         h = h.permute(0, 2, 3, 1).flatten(1)  # Keras Flatten order (rows, cols, channels)
@@ -132,7 +133,8 @@ class Encoder(nn.Module):
         or ``[N, 1 + T, d]`` with ``views=True`` (see :meth:`forward_views`)."""
         if views:
             return self.forward_views(x)
-        return self._rest(self._first_stage(x))
+        h = self._first_stage(x)  # [N, 37, 37, F]
+        return self._rest(h.permute(0, 3, 1, 2).contiguous())
 
     def forward_views(self, x: torch.Tensor) -> torch.Tensor:
         """Embed every patch and its transformations (online augmentation).
@@ -145,7 +147,17 @@ class Encoder(nn.Module):
             order of ``TRANSFORM_GROUPS[transform_group]`` (T = 5 or 7).
         """
         h = self._first_stage(x)  # [N, 37, 37, F]
-        views = transform_views(h, self.transform_group)  # [N, 1+T, 37, 37, F]
-        n, k = views.shape[:2]
-        z = self._rest(views.reshape(n * k, *views.shape[2:]))  # [N*(1+T), d]
-        return z.reshape(n, k, -1)
+        n, f = h.shape[0], h.shape[-1]
+        table = self._pixel_table(h.device)  # [1+T, 37*37]
+        k = table.shape[0]
+        v = h.reshape(n, -1, f)[:, table]  # [N, 1+T, 37*37, F]: one gather for all views
+        v = v.permute(0, 1, 3, 2).reshape(n * k, f, PATCH_SIZE, PATCH_SIZE)  # [N*(1+T), F, 37, 37]
+        return self._rest(v).reshape(n, k, -1)
+
+    def _pixel_table(self, device: torch.device) -> torch.Tensor:
+        """``[1 + T, 37*37]`` int64: source pixel of each pixel of each view (identity first)."""
+        cached = self._tables.get((self.transform_group, device))
+        if cached is None:
+            cached = pixel_permutations(self.transform_group, PATCH_SIZE).to(device)
+            self._tables[(self.transform_group, device)] = cached
+        return cached

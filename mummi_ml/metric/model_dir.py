@@ -70,7 +70,10 @@ def write_model_dir(
     """Write ``weights.pt`` and ``metric.json`` (each atomically; metric.json last)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+    state = {  # float32 whatever the training precision
+        k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu().clone())
+        for k, v in encoder.state_dict().items()
+    }
     tmp = out_dir / (_WEIGHTS + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out_dir / _WEIGHTS)

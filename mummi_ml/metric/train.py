@@ -46,7 +46,7 @@ __all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS"]
 
 RESUME_FREE_KEYS = frozenset(
     {"epochs", "num_threads", "device", "cache_mb", "val_max_patches", "val_metric_patches",
-     "embed_batch_size"}
+     "embed_batch_size", "stream_window"}
 )
 """``train:`` keys that may change between a run and its resumption (others must match)."""
 
@@ -163,7 +163,8 @@ class Trainer:
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
             self.rows = [dict(r) for r in state["history"]]
             self.partial = [float(v) for v in state["partial"]]
-        self.encoder.to(ctx.device)
+        self.dtype = torch.float64 if cfg.precision == "float64" else torch.float32
+        self.encoder.to(ctx.device, self.dtype)
         self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.learning_rates[0])
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -181,7 +182,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimisation step on a global batch (this rank's share in ``batch.x``)."""
         dev = self.ctx.device
-        x = torch.from_numpy(batch.x).to(dev, non_blocking=True)
+        x = torch.from_numpy(batch.x).to(dev, self.dtype, non_blocking=True)
         views = self.loss_cfg.w_inv > 0
         zv = self.model(x, views=views)  # [b, 1+T, d] or [b, d]
         if not views:
@@ -189,7 +190,9 @@ class Trainer:
         b, k, d = zv.shape
         z_all = all_gather_with_grad(zv.reshape(b, k * d)).reshape(-1, k, d)  # [B, 1+T, d]
         labels = torch.from_numpy(batch.labels).to(dev)
-        ups = torch.from_numpy(batch.upsilon).to(dev) if self.loss_cfg.w_rad > 0 else None
+        ups = None
+        if self.loss_cfg.w_rad > 0:
+            ups = torch.from_numpy(batch.upsilon).to(dev, self.dtype)
         terms = metric_loss(z_all, labels, ups, self.loss_cfg)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -235,7 +238,7 @@ class Trainer:
         self.encoder.eval()
         try:
             zv = torch.cat([
-                self.encoder(x[i : i + cfg.embed_batch_size].to(dev), views=True).cpu()
+                self.encoder(x[i : i + cfg.embed_batch_size].to(dev, self.dtype), views=True).cpu()
                 for i in range(0, len(x), cfg.embed_batch_size)
             ])  # [n, 1+T, d]
         finally:
@@ -245,7 +248,7 @@ class Trainer:
             sl = slice(i, i + cfg.batch_size)
             if len(lab[sl]) < 2:
                 continue
-            t = metric_loss(zv[sl], lab[sl], ups[sl], self.loss_cfg).as_floats()
+            t = metric_loss(zv[sl], lab[sl], ups[sl].to(zv.dtype), self.loss_cfg).as_floats()
             sums += [t["loss"], t["inv"], t["rad"], t["lab"]]
             n_chunks += 1
         sums /= max(n_chunks, 1)
@@ -254,7 +257,7 @@ class Trainer:
             "val_loss": float(sums[0]), "val_inv": float(sums[1]),
             "val_rad": float(sums[2]), "val_lab": float(sums[3]),
             "val_overlap_pct": overlap_percent(zv[:m]),
-            "val_mare": mare(zv[:m, 0], ups[:m], self.loss_cfg.lambda_rad),
+            "val_mare": mare(zv[:m, 0], ups[:m].numpy(), self.loss_cfg.lambda_rad),
         }
 
     # ------------------------------------------------------------------ loop

@@ -6,7 +6,7 @@ import torch
 
 from mummi_ml.patch import TRANSFORM_GROUPS, TRANSFORM_SPECS
 
-__all__ = ["apply_transform", "transform_views", "n_transforms"]
+__all__ = ["apply_transform", "transform_views", "n_transforms", "pixel_permutations"]
 
 
 def n_transforms(group: str) -> int:
@@ -30,3 +30,14 @@ def transform_views(x: torch.Tensor, group: str = "paper") -> torch.Tensor:
     n_transforms(group)
     views = [x] + [apply_transform(x, name) for name in TRANSFORM_GROUPS[group]]
     return torch.stack(views, dim=1)
+
+
+def pixel_permutations(group: str = "paper", size: int = 37) -> torch.Tensor:
+    """``[1 + T, size*size]`` int64 table: row t gives, for each pixel of view t (row-major), the
+    pixel of the original patch it comes from (row 0 is the identity). ``x.reshape(N, -1, C)[:,
+    table]`` then yields all views ``[N, 1 + T, size*size, C]`` in one gather."""
+    n_transforms(group)
+    idx = torch.arange(size * size).reshape(1, size, size, 1)
+    names = TRANSFORM_GROUPS[group]
+    rows = [idx.reshape(-1)] + [apply_transform(idx, n).reshape(-1) for n in names]
+    return torch.stack(rows).contiguous()
