@@ -140,7 +140,11 @@ class Ingestor:
             d = my_dup[pos : pos + len(b)]
             pos += len(b)
             if d.any():
-                self._quarantine(b.ids[d], 2, [f"id {i} already seen" for i in b.ids[d].tolist()],
+                # a pick replayed from the picks log whose file is ingested again: not an error
+                known = d & np.isin(b.ids, self.engine.selected.ids)
+                self.counters["replayed"] = self.counters.get("replayed", 0) + int(known.sum())
+                q = d & ~known
+                self._quarantine(b.ids[q], 2, [f"id {i} already seen" for i in b.ids[q].tolist()],
                                  origin)
                 b = b.subset(np.flatnonzero(~d))
             if len(b):

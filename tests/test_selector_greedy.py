@@ -1,0 +1,152 @@
+"""Single-process selection: the lazy greedy equals the plain reference; helpers are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mummi_ml.selector import (
+    CandidatePool,
+    IdSet,
+    LazyGreedy,
+    NearestSelected,
+    SelectedSet,
+    distances,
+    importance_weights,
+    naive_rerank_select,
+    pair_distances,
+    quota_classes,
+    reference_select,
+)
+
+
+def _pool(z, ids, cls, kk=1, selected=None):
+    n = len(z)
+    pool = CandidatePool(z.shape[1], kk)
+    s = selected if selected is not None else SelectedSet(z.shape[1])
+    dk = NearestSelected(kk, "ckdtree", brute_max=4).query(z, s.z)
+    pool.add(z, dk, ids=ids, classes=cls, seen=np.full(n, len(s)), src=0, seg=0,
+             row=np.arange(n))
+    return pool, s
+
+
+def _data(rng, n, d=5):
+    z = rng.normal(size=(n, d)).astype(np.float32)
+    ids = rng.permutation(10 * n + 10)[:n].astype(np.uint64)
+    cls = rng.integers(0, 4, n).astype(np.int8)
+    return z, ids, cls
+
+
+@pytest.mark.parametrize("kk", [1, 4])
+@pytest.mark.parametrize("quotas", [None, [0.4, 0.3, 0.2, 0.1]])
+def test_lazy_greedy_picks_what_the_reference_picks(rng, kk, quotas):
+    z, ids, cls = _data(rng, 3000)
+    pool, s = _pool(z, ids, cls, kk)
+    engine = LazyGreedy(pool, s, frontier_size=16, quotas=quotas)
+    picks = engine.select(25) + engine.select(15)  # two rounds
+    ref, nov = reference_select(z, ids, 40, classes=cls, knn_k=kk, quotas=quotas)
+    assert [p.id for p in picks] == ids[ref].tolist()
+    assert [p.novelty for p in picks] == nov.tolist()
+    assert len(pool) == 3000 - 40
+    assert not np.isin(pool.ids, ids[ref]).any()
+
+
+def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
+    z, ids, cls = _data(rng, 20000)
+    s = SelectedSet(5)
+    s.append(rng.normal(size=(30, 5)).astype(np.float32), ids=np.arange(30, dtype=np.uint64) + 10**9)
+    pool, _ = _pool(z, ids, cls, selected=s)
+    engine = LazyGreedy(pool, s, frontier_size=64)
+    engine.select(50)
+    assert engine.stats["refreshed"] < 2000  # the naive method recomputes 20000 per pick
+
+
+def test_ties_go_to_the_smallest_patch_id():
+    z = np.zeros((6, 3), dtype=np.float32)  # identical points: every novelty ties
+    ids = np.array([50, 7, 9, 3, 100, 8], dtype=np.uint64)
+    pool, s = _pool(z, ids, np.zeros(6, np.int8))
+    picks = LazyGreedy(pool, s, frontier_size=1).select(3)
+    assert [p.id for p in picks] == [3, 7, 8]
+
+
+def test_selection_stops_when_the_pool_runs_dry(rng):
+    z, ids, cls = _data(rng, 5)
+    pool, s = _pool(z, ids, cls)
+    picks = LazyGreedy(pool, s).select(10)
+    assert sorted(p.id for p in picks) == sorted(ids.tolist())
+    assert LazyGreedy(pool, s).select(3) == []
+
+
+def test_first_pick_of_an_empty_selected_set_has_infinite_novelty(rng):
+    z, ids, cls = _data(rng, 50)
+    pool, s = _pool(z, ids, cls)
+    first = LazyGreedy(pool, s).select(1)[0]
+    assert first.id == int(ids.min()) and first.novelty == np.inf
+
+
+def test_novelty_of_picks_never_rises(rng):
+    z, ids, cls = _data(rng, 2000)
+    pool, s = _pool(z, ids, cls)
+    nov = [p.novelty for p in LazyGreedy(pool, s, frontier_size=8).select(60)]
+    assert all(a >= b for a, b in zip(nov, nov[1:], strict=False))
+
+
+def test_naive_rerank_picks_what_the_reference_picks(rng):
+    z, ids, cls = _data(rng, 800)
+    ref, _ = reference_select(z, ids, 20)
+    assert naive_rerank_select(z, ids, 20).tolist() == ref.tolist()
+
+
+def test_quota_classes_follow_the_largest_deficit():
+    q = np.array([0.5, 0.5, 0.0, 0.0])
+    avail = np.array([5, 5, 5, 5])
+    assert quota_classes(q, np.array([2, 1, 0, 0]), avail).tolist() == [False, True, False, False]
+    assert quota_classes(q, np.array([1, 1, 0, 0]), avail).tolist() == [True, False, False, False]
+    # a wanted class without candidates is skipped; nothing wanted left: any class
+    assert quota_classes(q, np.zeros(4), np.array([0, 3, 1, 0]))[1]
+    assert quota_classes(q, np.zeros(4), np.array([0, 0, 2, 0])).tolist() == [0, 0, 1, 0]
+    assert quota_classes(q, np.zeros(4), np.zeros(4)) is None
+
+
+def test_quotas_shape_the_class_mix_of_picks(rng):
+    z, ids, cls = _data(rng, 2000)
+    pool, s = _pool(z, ids, cls)
+    picks = LazyGreedy(pool, s, quotas=[0.5, 0.5, 0, 0]).select(40)
+    counts = np.bincount([p.cls for p in picks], minlength=4)
+    assert counts.tolist() == [20, 20, 0, 0]
+
+
+@pytest.mark.parametrize("backend", ["ckdtree", "faiss", "torch"])
+def test_nearest_selected_backends_give_reference_distances(rng, backend):
+    s = rng.normal(size=(3000, 9)).astype(np.float32)
+    q = rng.normal(size=(500, 9)).astype(np.float32)
+    nn = NearestSelected(3, backend, brute_max=100)
+    got = nn.query(q, s[:2500])
+    want = np.sort(distances(q, s[:2500]), axis=1)[:, :3]
+    np.testing.assert_array_equal(got, want)
+    got2 = nn.query(q, s)  # picks beyond the index are searched brute force
+    np.testing.assert_array_equal(got2, np.sort(distances(q, s), axis=1)[:, :3])
+
+
+def test_pair_distances_are_bit_identical_to_distances(rng):
+    a = rng.normal(size=(40, 9)).astype(np.float32)
+    b = rng.normal(size=(30, 9)).astype(np.float32)
+    idx = rng.integers(0, 30, size=(40, 4))
+    np.testing.assert_array_equal(pair_distances(a, b[idx]),
+                                  np.take_along_axis(distances(a, b), idx, axis=1))
+
+
+def test_importance_weights_count_nearest_unselected_plus_one():
+    sel = np.array([[0.0, 0.0], [10.0, 0.0]], dtype=np.float32)
+    pool = np.array([[1, 0], [2, 0], [9, 0], [-3, 0]], dtype=np.float32)
+    assert importance_weights(pool, sel).tolist() == [4, 2]
+
+
+def test_idset_membership_after_many_insertions(rng):
+    s = IdSet()
+    all_ids = rng.permutation(100000).astype(np.uint64)
+    for chunk in np.array_split(all_ids[:60000], 37):
+        s.add(chunk)
+    assert s.contains(all_ids[:60000]).all()
+    assert not s.contains(all_ids[60000:]).any()
+    assert len(s) == 60000

@@ -1,0 +1,103 @@
+"""Distributed selection under ``mpiexec -n R`` picks exactly what the single-process reference
+picks on the union of the candidates (R = 1, 2, 3), over several rounds with arrivals between
+them, and with ties across ranks.
+
+Run as a script (``python tests/test_selector_mpi.py OUT.json SEED KK TIES``) it is the MPI
+worker the tests launch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+N, D, ROUNDS, PER_ROUND = 3000, 6, 3, (20, 1, 12)
+
+
+def _scenario(seed: int, size: int, ties: bool):
+    """The same data on every rank: embeddings, ids, classes, arrival round and owner rank."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(N, D)).astype(np.float32)
+    if ties:  # many exact duplicates, spread over ranks
+        z[N // 2 :] = z[: N - N // 2]
+    ids = rng.permutation(50 * N)[:N].astype(np.uint64)
+    cls = rng.integers(0, 4, N).astype(np.int8)
+    arrival = rng.integers(0, ROUNDS, N)
+    owner = rng.integers(0, size, N)
+    return z, ids, cls, arrival, owner
+
+
+def _worker(out: str, seed: int, kk: int, ties: bool) -> None:
+    from mpi4py import MPI
+
+    from mummi_ml.selector import CandidatePool, LazyGreedy, NearestSelected, SelectedSet
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    z, ids, cls, arrival, owner = _scenario(seed, size, ties)
+    pool, sel = CandidatePool(D, kk), SelectedSet(D)
+    engine = LazyGreedy(pool, sel, comm, frontier_size=8)
+    nn = NearestSelected(kk, "ckdtree", brute_max=8)
+    picks = []
+    for r in range(ROUNDS):
+        mine = np.flatnonzero((arrival == r) & (owner == rank))
+        pool.add(z[mine], nn.query(z[mine], sel.z), ids=ids[mine], classes=cls[mine],
+                 seen=np.full(len(mine), len(sel)), src=rank, seg=r, row=mine)
+        picks += engine.select(PER_ROUND[r])
+    if rank == 0:
+        with open(out, "w") as fh:
+            json.dump({"ids": [p.id for p in picks], "novelty": [p.novelty for p in picks],
+                       "owners": [p.owner for p in picks],
+                       "sel_ids": [int(i) for i in sel.ids]}, fh)
+
+
+def _reference(seed: int, kk: int, ties: bool) -> tuple[list[int], list[float]]:
+    from mummi_ml.selector import reference_select
+
+    z, ids, cls, arrival, _ = _scenario(seed, 1, ties)
+    picked: list[int] = []
+    nov: list[float] = []
+    for r in range(ROUNDS):
+        avail = np.flatnonzero((arrival <= r) & ~np.isin(np.arange(N), picked))
+        pos, nv = reference_select(z[avail], ids[avail], PER_ROUND[r],
+                                   selected_z=z[picked] if picked else None, knn_k=kk)
+        picked += avail[pos].tolist()
+        nov += nv.tolist()
+    return ids[picked].tolist(), nov
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_distributed_picks_equal_reference(run_mpi, tmp_path, ranks):
+    out = tmp_path / "picks.json"
+    run_mpi(ranks, [__file__, str(out), "7", "1", "0"], timeout=180)
+    got = json.loads(out.read_text())
+    want_ids, want_nov = _reference(7, 1, False)
+    assert got["ids"] == want_ids
+    assert got["novelty"] == want_nov
+    assert got["sel_ids"] == want_ids
+    if ranks > 1:
+        assert len(set(got["owners"])) > 1  # picks really came from several ranks
+
+
+@pytest.mark.mpi
+def test_distributed_ties_across_ranks_go_to_smallest_id(run_mpi, tmp_path):
+    out = tmp_path / "picks.json"
+    run_mpi(3, [__file__, str(out), "11", "1", "1"], timeout=180)
+    assert json.loads(out.read_text())["ids"] == _reference(11, 1, True)[0]
+
+
+@pytest.mark.mpi
+def test_distributed_mean_knn_novelty_equals_reference(run_mpi, tmp_path):
+    out = tmp_path / "picks.json"
+    run_mpi(2, [__file__, str(out), "5", "4", "0"], timeout=180)
+    got = json.loads(out.read_text())
+    want_ids, want_nov = _reference(5, 4, False)
+    assert got["ids"] == want_ids and got["novelty"] == want_nov
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1")
