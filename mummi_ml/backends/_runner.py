@@ -69,6 +69,10 @@ def main(record_dir: str) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    try:
+        (rec / "claimed").mkdir()  # the one-time claim; see local._claim
+    except FileExistsError:
+        return 0  # declared lost or cancelled before we started: never run it
     # started.json is written after the handlers are in place: a canceller that sees it may signal
     write_json_atomic(
         rec / "started.json",

@@ -30,8 +30,8 @@ from mummi_ml.backends.config import JobsConfig
 
 __all__ = ["LocalBackend"]
 
-#: a job with a spec but no launch record after this long was lost mid-submission (s)
-LAUNCH_GRACE_S = 30.0
+#: a job record with no launch record after this long was lost mid-submission (s)
+LAUNCH_GRACE_S = 5.0
 
 
 def _read_json(path: Path) -> dict | None:
@@ -98,43 +98,47 @@ class LocalBackend(JobBackend):
 
     def _info(self, name: str) -> JobInfo | None:
         rec = self.records / name
-        spec = _read_json(rec / "spec.json")
-        if spec is None:
-            return None if not rec.is_dir() else self._lost_or_pending(name, rec, None)
+        if not rec.is_dir():
+            return None
         proc = self._procs.get(name)
         if proc is not None and proc.poll() is not None:
             self._procs.pop(name, None)  # reaped
         end = _read_json(rec / "exit.json")
         if end is not None:
             return self._ended(name, end)
-        run = _read_json(rec / "started.json") or _read_json(rec / "launched.json")
-        if run is not None:
-            if _alive(int(run["pid"]), run.get("start_ticks")):
-                started = (rec / "started.json").exists()
-                return JobInfo(name, name, JobState.RUNNING if started else JobState.PENDING)
+        started = _read_json(rec / "started.json")
+        if started is not None:
+            if _alive(int(started["pid"]), started.get("start_ticks")):
+                return JobInfo(name, name, JobState.RUNNING)
             end = _read_json(rec / "exit.json")  # it may have ended between the two reads
             if end is not None:
                 return self._ended(name, end)
             if (rec / "cancel").exists():
                 return JobInfo(name, name, JobState.CANCELLED, None, "cancelled")
             return JobInfo(name, name, JobState.FAILED, None, "runner died without exit status")
-        return self._lost_or_pending(name, rec, spec)
+        # The runner has not claimed the job (yet): it is starting, or it never will.
+        launched = _read_json(rec / "launched.json")
+        if launched is not None and _alive(int(launched["pid"]), launched.get("start_ticks")):
+            return JobInfo(name, name, JobState.PENDING)
+        if launched is None and time.time() - rec.stat().st_mtime < LAUNCH_GRACE_S:
+            return JobInfo(name, name, JobState.PENDING)  # a submission may be under way
+        # The runner died before its claim, or the submitter crashed before starting it.
+        # Claim the job ourselves so that no late runner can start it, then record it lost.
+        if not _claim(rec):
+            return JobInfo(name, name, JobState.PENDING)  # a runner claimed it just now
+        reason = "lost during submission (never started)"
+        write_json_atomic(rec / "exit.json", {"exit_code": None, "lost": True, "reason": reason})
+        return JobInfo(name, name, JobState.FAILED, None, reason)
 
     @staticmethod
     def _ended(name: str, end: dict) -> JobInfo:
-        code = int(end["exit_code"])
+        code = end.get("exit_code")
+        code = int(code) if code is not None else None
         if end.get("cancelled"):
             return JobInfo(name, name, JobState.CANCELLED, code, end.get("reason") or "cancelled")
         if code == 0:
             return JobInfo(name, name, JobState.COMPLETED, 0)
         return JobInfo(name, name, JobState.FAILED, code, end.get("reason") or f"exit code {code}")
-
-    @staticmethod
-    def _lost_or_pending(name: str, rec: Path, spec: dict | None) -> JobInfo:
-        t0 = spec["t"] if spec else rec.stat().st_mtime
-        if time.time() - t0 < LAUNCH_GRACE_S:
-            return JobInfo(name, name, JobState.PENDING)
-        return JobInfo(name, name, JobState.FAILED, None, "lost during submission (never launched)")
 
     def _states(self, job_ids: list[str]) -> dict[str, JobInfo]:
         out = {}
@@ -151,19 +155,18 @@ class LocalBackend(JobBackend):
         if not _safe_name(job_id) or not (self.records / job_id).is_dir():
             raise BackendError(f"job id {job_id!r}: no such local job")
         rec = self.records / job_id
-        # The marker first: a runner that is not yet ready for signals reads it before it starts
-        # the command; one that is ready (started.json exists) gets SIGTERM and forwards it.
+        # The marker first: a runner that claimed the job but is not yet ready for signals reads
+        # it before it starts the command; one that is ready (started.json exists) gets SIGTERM.
         (rec / "cancel").touch()
-        run = _read_json(rec / "started.json")
-        if run is None:
-            if _read_json(rec / "launched.json") is None and _read_json(rec / "exit.json") is None:
-                # never launched (a crash mid-submission): nothing will ever run
+        started = _read_json(rec / "started.json")
+        if started is None:
+            if _claim(rec):  # no runner will ever start it
                 write_json_atomic(
-                    rec / "exit.json", {"exit_code": -15, "cancelled": True, "reason": "cancelled"}
+                    rec / "exit.json", {"exit_code": None, "cancelled": True, "reason": "cancelled"}
                 )
             return
-        pid = int(run["pid"])
-        if _alive(pid, run.get("start_ticks")):
+        pid = int(started["pid"])
+        if _alive(pid, started.get("start_ticks")):
             try:
                 os.kill(pid, signal.SIGTERM)  # the runner forwards it; SIGKILL after a grace
             except ProcessLookupError:
@@ -173,6 +176,20 @@ class LocalBackend(JobBackend):
         for name, proc in list(self._procs.items()):
             if proc.poll() is not None:
                 self._procs.pop(name, None)
+
+
+def _claim(rec: Path) -> bool:
+    """Take the job's one-time claim (``mkdir`` is atomic): True for the first caller only.
+
+    The runner claims a job before it starts the command; the backend claims a job it declares
+    lost or cancels before launch. Whoever is first decides, so a job never runs after it was
+    reported lost (which would let a retry run the same work twice).
+    """
+    try:
+        (rec / "claimed").mkdir()
+    except FileExistsError:
+        return False
+    return True
 
 
 def _safe_name(job_id: str) -> bool:

@@ -1,0 +1,150 @@
+"""What only the ``local`` backend must do itself: jobs outlive the service process, and a job
+lost mid-submission is reported failed and can never start later. Plus the emitter under
+repeated ``kill -9`` of the service at random moments: every patch ends with exactly one job
+directory and its command ran exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mummi_ml.backends import JobEmitter, JobsConfig, JobState, LocalBackend
+from mummi_ml.backends import local as local_module
+
+pytestmark = pytest.mark.timeout(180)
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def wait_terminal(backend, job_id, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while not (info := backend.state(job_id)).state.is_terminal:
+        assert time.monotonic() < deadline, f"{job_id} still {info.state}"
+        time.sleep(0.1)
+    return info
+
+
+def test_a_job_outlives_the_service_that_submitted_it(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from mummi_ml.backends import JobsConfig, LocalBackend
+        b = LocalBackend(JobsConfig(), Path({str(tmp_path / "state")!r}))
+        code = "import time; time.sleep(1.5); open('done.txt', 'w').write('yes')"
+        b.submit("survivor", [sys.executable, "-c", code], Path({str(job_dir)!r}))
+        os._exit(0)  # the service dies at once, without cleaning up
+        """
+    )
+    subprocess.run([PY, "-c", code], check=True, timeout=60, cwd=REPO)
+    backend = LocalBackend(JobsConfig(), tmp_path / "state")  # the restarted service
+    assert backend.find("survivor").state in (JobState.PENDING, JobState.RUNNING)
+    assert wait_terminal(backend, "survivor").state == JobState.COMPLETED
+    assert (job_dir / "done.txt").read_text() == "yes"
+
+
+def test_a_job_lost_before_launch_is_failed_and_never_runs_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_module, "LAUNCH_GRACE_S", 0.0)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    backend = LocalBackend(JobsConfig(), tmp_path / "state")
+    rec = backend.records / "lost-1"
+    rec.mkdir()  # the submitter crashed after making the record, before the runner ran
+    spec = {"name": "lost-1", "argv": [PY, "-c", "open('ran', 'w')"], "job_dir": str(job_dir)}
+    (rec / "spec.json").write_text(json.dumps(spec))
+    info = backend.find("lost-1")
+    assert info.state == JobState.FAILED and "lost" in info.reason
+    # a runner that starts late finds the job claimed and does not run the command
+    subprocess.run([PY, "-m", "mummi_ml.backends._runner", str(rec)], check=True, timeout=60)
+    assert not (job_dir / "ran").exists()
+    assert backend.find("lost-1").state == JobState.FAILED
+
+
+def test_a_killed_runner_is_reported_failed(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    backend = LocalBackend(JobsConfig(), tmp_path / "state")
+    backend.submit("victim", [PY, "-c", "import time; time.sleep(30)"], job_dir)
+    deadline = time.monotonic() + 30
+    while backend.state("victim").state != JobState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    started = json.loads((backend.records / "victim" / "started.json").read_text())
+    os.killpg(started["pid"], signal.SIGKILL)  # runner and command, no exit record
+    info = wait_terminal(backend, "victim", 30)
+    assert info.state == JobState.FAILED and "runner died" in info.reason
+
+
+def test_a_command_that_cannot_start_fails_with_the_reason(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    backend = LocalBackend(JobsConfig(), tmp_path / "state")
+    backend.submit("nocmd", [str(tmp_path / "no-such-program")], job_dir)
+    info = wait_terminal(backend, "nocmd")
+    assert info.state == JobState.FAILED and info.exit_code == 127
+    assert "cannot start" in info.reason
+
+
+SERVICE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from pathlib import Path
+    from mummi_ml.backends import JobEmitter, JobsConfig, make_backend
+    from mummi_ml.patch import PatchBatch
+
+    state, n = Path(sys.argv[1]), int(sys.argv[2])
+    cmd = ["{python}", "-c",
+           "import sys, time; time.sleep(0.3);"
+           "open(sys.argv[1] + '/runs.txt', 'a').write('run\\\\n')", "{job_dir}"]
+    cfg = JobsConfig(command=cmd, slots=3, poll_interval_s=0.05)
+    em = JobEmitter(make_backend(cfg, state), cfg, state)
+    em.recover()
+    rng = np.random.default_rng(0)
+    for pid in range(n):  # the "selector": picks patches in order while slots are free
+        while em.free_slots() <= 0:
+            em.poll()
+            time.sleep(0.05)
+        if not em.emitted(pid):
+            x = rng.random((1, 37, 37, 14), dtype=np.float32)
+            em.emit(PatchBatch.from_arrays(x, np.array([[1, 0]]), ids=np.array([pid])), 1.0, "v")
+    em.wait(120)
+    print("DONE", em.counts())
+    """
+)
+
+
+def test_kill_9_of_the_service_at_random_moments_never_duplicates_a_job(tmp_path):
+    n = 30
+    rng = np.random.default_rng(7)
+    for _ in range(6):  # rounds of start, kill -9 after a random delay
+        proc = subprocess.Popen([PY, "-c", SERVICE, str(tmp_path), str(n)], cwd=REPO)
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        proc.kill()
+        proc.wait(30)
+    done = subprocess.run(
+        [PY, "-c", SERVICE, str(tmp_path), str(n)],
+        cwd=REPO, capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    dirs = sorted(int(p.name) for p in (tmp_path / "jobs").iterdir())
+    assert dirs == list(range(n))  # one job directory per patch, no half-built leftovers
+    for pid in range(n):
+        runs = (tmp_path / "jobs" / str(pid) / "runs.txt").read_text().split()
+        assert runs == ["run"], f"patch {pid} ran {len(runs)} times"
+    cfg = JobsConfig(slots=3)
+    em = JobEmitter(LocalBackend(cfg, tmp_path), cfg, tmp_path)
+    em.recover()
+    assert em.counts()["completed"] == n
