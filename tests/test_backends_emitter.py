@@ -14,6 +14,8 @@ import pytest
 
 from mummi_ml.backends import (
     EmitterError,
+    JobDirError,
+    JobDirs,
     JobEmitter,
     JobsConfig,
     JobWaitTimeout,
@@ -147,7 +149,7 @@ def test_wait_times_out_with_active_jobs(tmp_path):
 @pytest.mark.parametrize("pid", [-1, 2**64, "../x", "1/../../etc", 1.5, True])
 def test_job_dir_rejects_ids_that_are_not_uint64(tmp_path, pid):
     em = make_emitter(tmp_path)
-    with pytest.raises(EmitterError, match="patch_id"):
+    with pytest.raises(JobDirError, match="patch_id"):
         em.job_dir(pid)
 
 
@@ -287,3 +289,17 @@ def test_a_torn_last_journal_line_is_dropped(tmp_path):
     journal = Journal(tmp_path / "j")
     journal.append({"event": "submitted", "name": "a-1-1", "job_id": "a-1-1"})
     assert [e["event"] for e in Journal(tmp_path / "j").replay()] == ["intent", "submitted"]
+
+
+def test_a_job_dir_is_never_created_twice(tmp_path):
+    dirs = JobDirs(tmp_path / "jobs")
+    dirs.create(make_patch(3), {"attempt": 1})
+    with pytest.raises(JobDirError, match="exists already"):
+        dirs.create(make_patch(3), {"attempt": 1})
+    assert dirs.patch_ids() == [3]
+
+
+def test_half_built_job_dirs_are_removed_on_recover(tmp_path):
+    (tmp_path / "jobs" / ".tmp-5-abcd").mkdir(parents=True)
+    em = make_emitter(tmp_path)
+    assert list((tmp_path / "jobs").iterdir()) == [] and em.records == {}

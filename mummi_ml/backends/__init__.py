@@ -26,6 +26,7 @@ from mummi_ml.backends.emitter import (
     JobWaitTimeout,
 )
 from mummi_ml.backends.flux import FluxBackend
+from mummi_ml.backends.jobdir import JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal, JournalError
 from mummi_ml.backends.local import LocalBackend
 from mummi_ml.backends.registry import BACKENDS, backend_class, make_backend
@@ -43,6 +44,8 @@ __all__ = [
     "FluxBackend",
     "FluxOptions",
     "JobBackend",
+    "JobDirError",
+    "JobDirs",
     "JobEmitter",
     "JobInfo",
     "JobRecord",

@@ -20,22 +20,19 @@ directory with no intent (a crash between 1 and 2) gets its intent and job then.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobState
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.jobdir import PATCH_FILE, JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal
 from mummi_ml.errors import MummiMLError
-from mummi_ml.patch import PatchBatch, write_patches
+from mummi_ml.patch import PatchBatch
 
 __all__ = ["JobEmitter", "JobRecord", "EmitterError", "JobWaitTimeout", "JOB_STATES"]
 
@@ -44,11 +41,9 @@ log = logging.getLogger(__name__)
 JOB_STATES = ("submitting", "pending", "running", "completed", "failed", "cancelled")
 _TERMINAL = ("completed", "failed", "cancelled")
 JOURNAL_NAME = "jobs.journal"
-PATCH_FILE = "patch.h5"
-JOB_JSON = "job.json"
 
 
-class EmitterError(MummiMLError, ValueError):
+class EmitterError(JobDirError):
     """Bad input to the emitter (batch size, patch id, no free slot) or a bad job directory."""
 
 
@@ -98,8 +93,8 @@ class JobEmitter:
         self.cfg = jobs_cfg
         self.state_dir = Path(state_dir).absolute()
         root = Path(jobs_cfg.jobs_root)
-        self.jobs_root = (root if root.is_absolute() else self.state_dir / root).absolute()
-        self.jobs_root.mkdir(parents=True, exist_ok=True)
+        self.dirs = JobDirs(root if root.is_absolute() else self.state_dir / root)
+        self.jobs_root = self.dirs.root
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
         self.records: dict[int, JobRecord] = {}
         self._finished: list[dict[str, Any]] = []  # ended during wait(), handed out by poll()
@@ -109,15 +104,7 @@ class JobEmitter:
 
     def job_dir(self, patch_id: int) -> Path:
         """``<jobs_root>/<patch id>/`` for a patch id (validated: an integer in [0, 2**64))."""
-        if isinstance(patch_id, bool) or not isinstance(patch_id, (int, *_np_ints())):
-            raise EmitterError(f"patch_id: expected an integer, got {patch_id!r}")
-        pid = int(patch_id)
-        if not 0 <= pid < 2**64:
-            raise EmitterError(f"patch_id: expected 0 <= id < 2**64, got {pid}")
-        path = self.jobs_root / str(pid)
-        if path.parent != self.jobs_root or not path.name.isdigit():
-            raise EmitterError(f"patch_id {pid}: job dir {path} escapes {self.jobs_root}")
-        return path
+        return self.dirs.path(patch_id)
 
     def job_name(self, patch_id: int, attempt: int) -> str:
         """Scheduler job name of one attempt: ``<prefix><patch id>-<attempt>``."""
@@ -146,13 +133,8 @@ class JobEmitter:
         """
         for event in self.journal.replay():
             self._apply(event)
-        for tmp in self.jobs_root.glob(".tmp-*"):
-            log.warning("removing half-built job directory %s", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
-        orphans = sorted(
-            int(p.name) for p in self.jobs_root.iterdir()
-            if p.is_dir() and p.name.isdigit() and int(p.name) not in self.records
-        )  # fmt: skip
+        self.dirs.remove_half_built()
+        orphans = [pid for pid in self.dirs.patch_ids() if pid not in self.records]
         self._compact()
         for pid in orphans:
             log.warning("job dir of patch %d has no journal intent: submitting it now", pid)
@@ -199,7 +181,8 @@ class JobEmitter:
             # a crash after the directory was made but before the intent: reuse it as it is
             log.warning("job dir %s exists without a journal intent: reusing it", job_dir)
         else:
-            self._make_job_dir(patch, job_dir, float(novelty), str(model_version))
+            meta = JobDirs.meta(patch, novelty, model_version, self.backend.name)
+            self.dirs.create(patch, meta)
         return self._start_attempt(pid, 1).name
 
     def poll(self) -> list[dict[str, Any]]:
@@ -259,29 +242,6 @@ class JobEmitter:
         if not self._recovered:
             self.recover()
 
-    def _make_job_dir(self, patch: PatchBatch, job_dir: Path, novelty: float, version: str) -> None:
-        pid = int(patch.ids[0])
-        tmp = self.jobs_root / f".tmp-{pid}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
-            meta = {
-                "patch_id": pid,
-                "class": int(patch.classes[0]),
-                "novelty": novelty,
-                "model_version": version,
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "attempt": 1,
-                "backend": self.backend.name,
-            }
-            _write_json(tmp / JOB_JSON, meta)
-            _fsync_dir(tmp)
-            os.rename(tmp, job_dir)  # atomic; fails if job_dir appeared meanwhile
-            _fsync_dir(self.jobs_root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
     def _start_attempt(
         self, pid: int, attempt: int, last_exit: int | None = None, last_reason: str = ""
     ) -> JobRecord:
@@ -294,13 +254,7 @@ class JobEmitter:
         self.journal.append(event)
         self.records[pid] = rec
         if attempt > 1:
-            meta_path = self.job_dir(pid) / JOB_JSON
-            try:
-                meta = json.loads(meta_path.read_text())
-                meta["attempt"] = attempt
-                _write_json(meta_path, meta)
-            except (OSError, ValueError) as exc:
-                log.warning("cannot update %s: %s", meta_path, exc)
+            self.dirs.update_meta(pid, attempt=attempt)
         self._submit(rec)
         return rec
 
@@ -419,26 +373,3 @@ class JobEmitter:
                      "reason": rec.reason}
                 )  # fmt: skip
         self.journal.rewrite(events)
-
-
-def _np_ints() -> tuple[type, ...]:
-    import numpy as np
-
-    return (np.integer,)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
