@@ -170,7 +170,7 @@ class ProteinInteractionConfig(StrictModel):
     """Protein-protein interactions, protein response to lipids, and RAF binding."""
 
     aggregation_kT: float = Field(
-        1.0, ge=0, description="depth of the soft protein-protein attraction (kT)"
+        0.5, ge=0, description="depth of the soft protein-protein attraction (kT)"
     )
     aggregation_range_nm: float = Field(
         5.0, gt=0, description="Gaussian range of the protein-protein attraction (nm)"
@@ -180,7 +180,7 @@ class ProteinInteractionConfig(StrictModel):
     )
     core_kT: float = Field(10.0, ge=0, description="soft-core repulsion height at contact (kT)")
     lipid_drift_scale: float = Field(
-        30.0,
+        10.0,
         ge=0,
         description="effective number of lipids a protein couples to: its energy is this times "
         "sum_a eps_a <c_a> over its reach (dimensionless); drives drift along favoured lipids",

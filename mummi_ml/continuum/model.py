@@ -35,6 +35,7 @@ from mummi_ml.patch.constants import N_CHANNELS
 __all__ = ["MembraneState", "MembraneModel"]
 
 _N_TYPES = 2
+_LEAFLETS = (slice(0, 8), slice(8, 14))  # inner, outer leaflet channels
 
 
 @dataclass
@@ -106,6 +107,10 @@ class MembraneModel:
         self.state.c = np.ascontiguousarray(self.state.c, dtype=np.float32)
         self.totals = self.state.c.sum(axis=(1, 2), dtype=np.float64)  # [14] conserved
         self._totals_c64 = self.totals.astype(np.complex64)
+        self._leaflet_share = [  # [n_a, 1, 1] share of each species in its leaflet
+            (self.totals[lf] / self.totals[lf].sum()).astype(np.float32)[:, None, None]
+            for lf in _LEAFLETS
+        ]
         self.floor = (params.floor_fraction * self.totals / n**2).astype(np.float32)
         self._prepare_operators(params.dt_us)
 
@@ -195,6 +200,9 @@ class MembraneModel:
             np.multiply(mu_h, g.iky, out=grad_h[1])
             flux = g.irfft(grad_h)  # [2, 14, M, M] grad mu_explicit
             flux *= c
+            for leaflet in _LEAFLETS:  # exchange: a leaflet's total flux vanishes (packing)
+                mean_force = flux[:, leaflet].sum(axis=1) / c[leaflet].sum(axis=0)  # [2, M, M]
+                flux[:, leaflet] -= c[leaflet][None] * mean_force[:, None]
             flux *= np.float32(p.d_lipid)
             flux_h = g.rfft(flux)
             flux_h[0] *= g.ikx
@@ -213,6 +221,8 @@ class MembraneModel:
             xi *= self._noise_amp
             noise_h = g.rfft(xi)
             noise_h *= self._noise_gain
+            for leaflet, share in zip(_LEAFLETS, self._leaflet_share, strict=True):
+                noise_h[leaflet] -= share * noise_h[leaflet].sum(axis=0)  # keep leaflet density
             ch_new += noise_h
         ch_new[:, 0, 0] = self._totals_c64
         c_new = g.irfft(ch_new).astype(np.float32, copy=False)
