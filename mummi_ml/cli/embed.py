@@ -1,0 +1,60 @@
+"""``mummi-ml embed``: embed every patch of HDF5 files with a trained metric into a ``.npy``.
+
+Row i of the output is patch i of the files in order (as ``PatchDataset(files)`` reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "embed patches with a trained metric: HDF5 patch files -> z.npy [N, d] float32"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="model directory")
+    parser.add_argument("--data", required=True, nargs="+", metavar="F.h5", help="patch files")
+    parser.add_argument("--out", required=True, metavar="Z.npy", help="output .npy [N, d]")
+    parser.add_argument(
+        "--batch-size", type=int, default=4096, help="patches read and embedded at once"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:K (default: best present)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from mummi_ml.metric import Metric, MetricError
+    from mummi_ml.patch import PatchDataset
+
+    if args.batch_size < 1:
+        raise MetricError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise MetricError(f"--out: expected a .npy file name, got {out.name!r}")
+    metric = Metric.load(args.model, device=args.device)
+    quiet = args.no_progress or not sys.stderr.isatty() or os.environ.get("CI") in ("1", "true")
+    with PatchDataset([Path(p) for p in args.data]) as ds:
+        n = len(ds)
+        tmp = out.with_name(out.name + ".tmp.npy")
+        z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                      shape=(n, metric.latent_dim))
+        pos = 0
+        with tqdm(total=n, unit="patch", desc="embed", disable=quiet, file=sys.stderr) as bar:
+            for batch in ds.iter_batches(args.batch_size):
+                z[pos : pos + len(batch)] = metric.embed(batch.x, args.batch_size)
+                pos += len(batch)
+                bar.update(len(batch))
+        z.flush()
+        del z
+        os.replace(tmp, out)
+    print(f"mummi-ml embed: {n} patches -> {out} [{n}, {metric.latent_dim}] "
+          f"(model {metric.version})", file=sys.stderr)
+    return 0
