@@ -247,3 +247,13 @@ def test_pr_auc_does_not_depend_on_block_size(rng):
 def test_pr_auc_rejects_mismatched_classes(rng):
     with pytest.raises(EvaluationError, match="classes"):
         pr_auc(rng.normal(size=(10, 3)), np.zeros(9))
+
+
+@pytest.mark.parametrize("lam", [None, 0.2])
+def test_mare_without_pair_cache_equals_cached(rng, lam):
+    z = rng.normal(size=(41, 3))
+    u = rng.normal(size=(41, 7))
+    cached = mare(z, u, lam=lam, block_rows=5)
+    streamed = mare(z, u, lam=lam, block_rows=5, cache_bytes=0)
+    assert streamed.mare == pytest.approx(cached.mare, rel=1e-12)
+    assert streamed.lam == pytest.approx(cached.lam, rel=1e-12)

@@ -20,7 +20,7 @@ from mummi_ml.evaluate.pairs import (
     iter_upper_pair_blocks,
     n_pairs,
     pick_device,
-    upper_pair_values,
+    upper_pair_pieces,
 )
 
 __all__ = [
@@ -82,7 +82,7 @@ def count_pairs_within(z, tau: float, device=None, block_rows: int | None = None
     rows = block_rows or default_block_rows(n, bytes_per_row_entry=24)
     total = 0
     for i0, i1 in iter_upper_pair_blocks(n, rows):
-        total += int((upper_pair_values(zt, i0, i1) <= tau).sum())
+        total += sum(int((piece <= tau).sum()) for piece in upper_pair_pieces(zt, i0, i1))
     return total
 
 

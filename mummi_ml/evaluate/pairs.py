@@ -27,6 +27,7 @@ __all__ = [
     "iter_upper_pair_blocks",
     "default_block_rows",
     "n_pairs",
+    "upper_pair_pieces",
     "upper_pair_values",
 ]
 
@@ -92,10 +93,16 @@ def iter_upper_pair_blocks(n: int, block_rows: int) -> Iterator[tuple[int, int]]
         yield i0, min(i0 + block_rows, n - 1)
 
 
+def upper_pair_pieces(x: torch.Tensor, i0: int, i1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances of every pair (i, j), i0 <= i < i1, j > i, as two flat pieces: the strict upper
+    triangle of the diagonal square (j < i1) and the rectangle j >= i1."""
+    b = i1 - i0
+    square = block_distances(x[i0:i1], x[i0:i1])  # [B, B]
+    rows, cols = torch.triu_indices(b, b, offset=1, device=x.device)
+    rect = block_distances(x[i0:i1], x[i1:])  # [B, N - i1]
+    return square[rows, cols], rect.reshape(-1)
+
+
 def upper_pair_values(x: torch.Tensor, i0: int, i1: int) -> torch.Tensor:
     """Distances of every pair (i, j), i0 <= i < i1, j > i, flattened (length sum of N-1-i)."""
-    d = block_distances(x[i0:i1], x[i0:])  # [B, N - i0]
-    b = i1 - i0
-    rows, cols = torch.triu_indices(b, b, offset=1, device=d.device)
-    diag = d[:, :b][rows, cols]
-    return torch.cat([diag, d[:, b:].reshape(-1)])
+    return torch.cat(upper_pair_pieces(x, i0, i1))

@@ -19,6 +19,7 @@ Queries whose class has no other member (recall undefined) are left out of the a
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,30 +81,44 @@ def _tie_expectation(sorted_keys: torch.Tensor, flags: torch.Tensor) -> torch.Te
 
 
 def _positive_rank_counts(
-    zt: torch.Tensor, cls: torch.Tensor, n_classes: int, block_rows: int
+    zt: torch.Tensor, cls: np.ndarray, n_classes: int, block_rows: int
 ) -> torch.Tensor:
     """H [C, N-1]: for each query class c and rank k, the expected number of true positives at
-    rank k summed over the queries of class c."""
+    rank k summed over the queries of class c.
+
+    Points are reordered by class so that a block of queries of one class has its positives in
+    one contiguous column range; the class-match flag goes into the lowest bit of the int64 view
+    of each (non-negative float64) distance, the rows are sorted, and the flags summed.
+    """
     n = zt.shape[0]
     dev = zt.device
+    order = np.argsort(cls, kind="stable")
+    zp = zt[torch.from_numpy(order).to(dev)]
+    bounds = np.searchsorted(cls[order], np.arange(n_classes + 1))  # class c: [b_c, b_c+1)
+    low = 0 if sys.byteorder == "little" else 7  # byte holding the lowest bit of an int64
     hist = torch.zeros(n_classes, n - 1, dtype=torch.float64, device=dev)
-    for i0 in range(0, n, block_rows):
-        i1 = min(i0 + block_rows, n)
-        b = i1 - i0
-        d = block_distances(zt[i0:i1], zt).add_(0.0)  # [B, N] float64 >= 0 (+0.0, not -0.0)
-        same = (cls[i0:i1].unsqueeze(1) == cls.unsqueeze(0)).long()  # [B, N]
-        keys = (d.view(torch.int64) & ~1) | same
-        del d, same
-        keys[torch.arange(b, device=dev), torch.arange(i0, i1, device=dev)] = (
-            _INT64_MAX  # self last
-        )
-        keys = sort_rows(keys)[:, : n - 1]  # [B, N-1] ascending distance
-        flags = (keys & 1).to(torch.float64)
-        g = keys >> 1
-        tied = (g[:, 1:] == g[:, :-1]).any(1)  # rows with at least one tie
-        if bool(tied.any()):
-            flags[tied] = _tie_expectation(keys[tied], flags[tied])
-        hist.index_add_(0, cls[i0:i1], flags)
+    for c in range(n_classes):
+        s_c, e_c = int(bounds[c]), int(bounds[c + 1])
+        for i0 in range(s_c, e_c, block_rows):
+            i1 = min(i0 + block_rows, e_c)
+            b = i1 - i0
+            d = block_distances(zp[i0:i1], zp).add_(0.0)  # [B, N] float64 >= 0 (+0.0, not -0.0)
+            keys = d.view(torch.int64).bitwise_and_(~1)
+            keys[:, s_c:e_c].bitwise_or_(1)  # same class
+            keys[torch.arange(b, device=dev), torch.arange(i0, i1, device=dev)] = _INT64_MAX
+            del d
+            keys = sort_rows(keys)[:, : n - 1]  # [B, N-1] by distance; self (last) dropped
+            flags = keys.view(torch.uint8)[:, low::8].bitwise_and(1)  # [B, N-1] uint8
+            hist[c] += flags.sum(0, dtype=torch.int64).to(torch.float64)
+            maybe_tied = (keys[:, 1:] - keys[:, :-1] <= 1).any(1)  # keys sorted: tie => gap <= 1
+            if bool(maybe_tied.any()):
+                k_t = keys[maybe_tied]
+                g = k_t >> 1
+                tied = (g[:, 1:] == g[:, :-1]).any(1)
+                if bool(tied.any()):
+                    k_t = k_t[tied]
+                    f_t = (k_t & 1).to(torch.float64)
+                    hist[c] += (_tie_expectation(k_t, f_t) - f_t).sum(0)
     return hist
 
 
@@ -126,7 +141,7 @@ def pr_curve(z, classes, device=None, block_rows: int | None = None) -> PRCurve:
         raise EvaluationError(f"z: expected at least 2 points, got {n}")
     class_labels, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     c = len(class_labels)
-    cls = torch.from_numpy(inverse.astype(np.int64).reshape(-1)).to(dev)
+    cls = inverse.astype(np.int64).reshape(-1)
     rows = block_rows or default_block_rows(n, bytes_per_row_entry=64)
     hist = _positive_rank_counts(zt, cls, c, rows).cpu().numpy()  # [C, N-1]
 

@@ -30,19 +30,31 @@ class _Level:
     b_lo: int
     b_hi: int
 
-    def bins(self, v: torch.Tensor) -> torch.Tensor:
-        return ((v - self.lo) * self.scale).floor_().clamp_(0, self.n_bins - 1).long()
+    def _position(self, v: torch.Tensor) -> torch.Tensor:
+        return (v - self.lo) * self.scale
 
-    def keep(self, v: torch.Tensor) -> torch.Tensor:
-        b = self.bins(v)
-        return (b >= self.b_lo) & (b <= self.b_hi)
+    def bins(self, v: torch.Tensor) -> torch.Tensor:
+        """Bin index of each value, clamped to [0, n_bins - 1]."""
+        return self._position(v).floor_().clamp_(0, self.n_bins - 1).long()
+
+    def keep(self, v: torch.Tensor) -> torch.Tensor | None:
+        """Mask of values whose bin is in [b_lo, b_hi] (None: all), with the same arithmetic as
+        :meth:`bins` (floor(t) >= b <=> t >= b and floor(t) <= b <=> t < b + 1)."""
+        t = self._position(v)
+        mask = t >= self.b_lo if self.b_lo > 0 else None
+        if self.b_hi < self.n_bins - 1:
+            upper = t < self.b_hi + 1
+            mask = upper if mask is None else mask.logical_and_(upper)
+        return mask
 
 
 def _restrict(v: torch.Tensor, levels: list[_Level]) -> torch.Tensor:
     for level in levels:
         if v.numel() == 0:
             break
-        v = v[level.keep(v)]
+        mask = level.keep(v)
+        if mask is not None:
+            v = v[mask]
     return v
 
 
