@@ -149,28 +149,28 @@ def test_raf_bound_fraction_relaxes_to_kon_over_kon_plus_koff():
 
 
 def _drift_stats(preset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: mean RAS per protein patch, mean inner PAPS of protein patches."""
+    """Per frame (1 us apart): mean RAS per protein patch, mean inner PAPS of those patches."""
     cfg = ContinuumConfig(
-        domain_pixels=96, n_ras=20, dt_us=0.1, frame_interval_us=1.0, equilibration_us=1.0,
+        domain_pixels=128, n_ras=14, dt_us=0.1, frame_interval_us=1.0, equilibration_us=1.0,
         control_patches_per_frame=0, preset=preset,
     )
-    cfg.campaign.drift_time_us = 20.0
-    cfg.campaign.aggregation_kT = 8.0
-    cfg.campaign.lipid_coupling_scale = 2.5
+    cfg.ras.diffusion_nm2_per_us = cfg.ras_raf.diffusion_nm2_per_us = 10.0  # meet sooner
+    cfg.proteins.aggregation_range_nm = 8.0
+    cfg.campaign.drift_time_us = 10.0
+    cfg.campaign.aggregation_kT = 10.0
     sim = PatchSimulation(cfg)
     counts, paps = [], []
-    for _, batch in zip(range(30), sim.frames(), strict=False):
+    for _, batch in zip(range(20), sim.frames(), strict=False):
         counts.append(batch.y[:, 0].mean())
         paps.append(batch.x[..., PAPS].mean())
     return np.array(counts), np.array(paps)
 
 
 def test_campaign_preset_drifts_protein_count_and_mean_concentrations():
-    # same seed: both runs start identical; only the campaign parameters move with time
+    # same seed: both runs start from the same state; only the campaign parameters move
     count_pre, paps_pre = _drift_stats("pre-campaign")
     count_camp, paps_camp = _drift_stats("campaign")
-    assert count_camp[0] == pytest.approx(count_pre[0], rel=0.1)
-    assert paps_camp[0] == pytest.approx(paps_pre[0], rel=0.1)
-    assert count_camp[-5:].mean() > 1.2 * count_pre[-5:].mean()  # aggregation
-    assert paps_camp[-5:].mean() > 1.3 * paps_pre[-5:].mean()  # stronger lipid response
-    assert paps_camp[-5:].mean() > 1.2 * paps_camp[:5].mean()  # drift within the run
+    late = slice(10, 20)  # after the drift time
+    assert count_camp[late].mean() > 1.3 * count_pre[late].mean()  # aggregation
+    assert paps_camp[late].mean() > 1.2 * paps_pre[late].mean()  # stronger lipid response
+    assert paps_camp[late].mean() > 1.2 * paps_camp[:2].mean()  # drift within the run

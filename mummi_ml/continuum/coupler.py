@@ -78,11 +78,17 @@ class MPISink:
 class RateLimiter:
     """Sleep so that no more than ``rate`` patches/s leave on average (None: no limit)."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate is not None and rate <= 0:
             raise ContinuumError(f"rate: expected patches/s > 0, got {rate}")
         self.rate = rate
         self.clock = clock
+        self.sleep = sleep
         self.start = clock()
         self.count = 0
 
@@ -93,7 +99,7 @@ class RateLimiter:
         due = self.start + self.count / self.rate
         delay = due - self.clock()
         if delay > 0:
-            time.sleep(delay)
+            self.sleep(delay)
         self.count += n
 
 
