@@ -1,7 +1,9 @@
 """The wrapper of one ``local`` backend job: ``python -m mummi_ml.backends._runner DIR``.
 
 ``DIR`` is the job's record directory (``<state_dir>/local/<name>/``) holding ``spec.json``
-(argv, job_dir). The runner writes ``started.json`` (its pid and process start time), runs the
+(argv, job_dir). The runner takes the job's one-time claim (``mkdir claimed``; if the backend
+already declared the job lost or cancelled it, the runner exits without running anything), writes
+``started.json`` (its pid and process start time), runs the
 command in ``job_dir`` with stdout/stderr appended to ``<name>.out``/``<name>.err``, forwards
 SIGTERM/SIGINT/SIGHUP to it (SIGKILL after a grace period), and writes ``exit.json`` (exit code,
 cancelled flag) atomically when the command ends. The parent service may die at any time: the

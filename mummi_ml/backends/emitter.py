@@ -131,6 +131,8 @@ class JobEmitter:
         submitted; job directories without an intent get one; half-built directories (a crash
         while writing them) are removed. Finished and failed states are restored as they were.
         """
+        self._recovered = True
+        self.records.clear()
         for event in self.journal.replay():
             self._apply(event)
         self.dirs.remove_half_built()
@@ -142,11 +144,11 @@ class JobEmitter:
         for rec in list(self.records.values()):
             if rec.state == "submitting":
                 self._reconcile(rec)
-        self._recovered = True
         log.info("recovered %d jobs: %s", len(self.records), self.counts())
 
     def free_slots(self) -> int:
         """``jobs.slots`` minus the active (submitting, pending or running) jobs; may be < 0."""
+        self._check_recovered()
         return self.cfg.slots - sum(rec.active for rec in self.records.values())
 
     def emitted(self, patch_id: int) -> bool:
@@ -164,6 +166,7 @@ class JobEmitter:
         A patch that already has a job is not emitted again: its job name is returned.
         Raises EmitterError when no slot is free or the batch is not one patch.
         """
+        self._check_recovered()
         if not isinstance(patch, PatchBatch) or len(patch) != 1:
             got = len(patch) if isinstance(patch, PatchBatch) else type(patch).__name__
             raise EmitterError(f"patch: expected a PatchBatch of 1 patch, got {got}")
@@ -195,9 +198,14 @@ class JobEmitter:
         for rec in [r for r in self.records.values() if r.state == "submitting"]:
             self._reconcile(rec)
         watched = [r for r in self.records.values() if r.active and r.job_id is not None]
-        infos = self.backend.states([r.job_id for r in watched]) if watched else {}
+        try:
+            infos = self.backend.states([r.job_id for r in watched]) if watched else {}
+        except BackendError as exc:  # a scheduler hiccup must not kill the service: next poll
+            log.warning("job states not available now: %s", exc)
+            infos = {}
         for rec in watched:
-            self._update(rec, infos[rec.job_id])
+            if rec.job_id in infos:
+                self._update(rec, infos[rec.job_id])
         out, self._finished = self._finished, []
         return out
 
@@ -289,8 +297,15 @@ class JobEmitter:
         self._update(rec, info)
 
     def _reconcile(self, rec: JobRecord) -> None:
-        """An intent without a job id: adopt the backend's job of that name, else submit."""
-        info = self.backend.find(rec.name)
+        """An intent without a job id: adopt the backend's job of that name, else submit.
+
+        If the backend cannot answer now, the record stays ``submitting`` for the next poll.
+        """
+        try:
+            info = self.backend.find(rec.name)
+        except BackendError as exc:
+            log.warning("cannot look up %s now (%s); will retry", rec.name, exc)
+            return
         if info is not None:
             self._adopt(rec, info)
         else:

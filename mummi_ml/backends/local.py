@@ -2,7 +2,8 @@
 
 Every job has a record directory ``<state_dir>/local/<name>/``: ``spec.json`` (argv, job_dir;
 written before launch), ``launched.json`` (runner pid, written after launch), and, written by the
-runner (:mod:`mummi_ml.backends._runner`) itself, ``started.json`` and ``exit.json``. Jobs run in
+runner (:mod:`mummi_ml.backends._runner`) itself, ``claimed/``, ``started.json`` and
+``exit.json``. Jobs run in
 their own session, so they survive a crash of the service; the records let a restarted service
 find them by name and learn how they ended. The number of jobs at once is the emitter's business
 (``jobs.slots``); this backend starts what it is given.
