@@ -62,3 +62,18 @@ def test_learning_rate_follows_the_papers_piecewise_schedule():
     lrs, bounds = [1e-3, 5e-3, 1e-4, 1e-5], [10, 20, 30]
     got = [learning_rate_at(e, lrs, bounds) for e in (0, 9, 10, 19, 20, 29, 30, 99)]
     assert got == [1e-3, 1e-3, 5e-3, 5e-3, 1e-4, 1e-4, 1e-5, 1e-5]
+
+
+def test_inference_with_folded_batchnorm_equals_the_layer_by_layer_eval():
+    torch.manual_seed(0)
+    enc = Encoder().double().eval()
+    for bn in (enc.bn1, enc.bn2, enc.bn3, enc.bn4):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 2.0)
+        bn.bias.data.uniform_(-1, 1)
+    x = torch.rand(5, 37, 37, 14, dtype=torch.float64)
+    layer_by_layer = enc(x)  # grad enabled: the unfolded path
+    with torch.inference_mode():
+        folded = enc(x)
+    torch.testing.assert_close(folded, layer_by_layer.detach())

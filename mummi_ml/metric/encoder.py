@@ -133,8 +133,34 @@ class Encoder(nn.Module):
         or ``[N, 1 + T, d]`` with ``views=True`` (see :meth:`forward_views`)."""
         if views:
             return self.forward_views(x)
+        if not self.training and not torch.is_grad_enabled():
+            return self._folded_forward(x)
         h = self._first_stage(x)  # [N, 37, 37, F]
         return self._rest(h.permute(0, 3, 1, 2).contiguous())
+
+    @staticmethod
+    def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BatchNorm as ``y = a * x + c`` per channel."""
+        a = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        return a, bn.bias - bn.running_mean * a
+
+    def _folded_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: each eval-mode BatchNorm folded into the next linear layer (exact up to
+        rounding; 'valid' padding keeps the fold exact), convolutions on the channels-last data
+        as it comes (no transpose of the input). ``[N, 37, 37, 14]`` -> ``[N, d]``."""
+        h = self._first_stage(x).permute(0, 3, 1, 2)  # [N, F, 37, 37] channels-last strides
+        for bn, conv in ((self.bn1, self.conv2), (self.bn2, self.conv3)):
+            a, c = self._bn_affine(bn)
+            w = conv.weight * a[None, :, None, None]
+            b = conv.bias + (conv.weight * c[None, :, None, None]).sum((1, 2, 3))
+            h = torch.relu_(nn.functional.conv2d(h, w, b, stride=2))  # [N, 16, 18|8, 18|8]
+        a, c = self._bn_affine(self.bn3)
+        n_pix = self.dense.in_features // a.numel()
+        a, c = a.repeat(n_pix), c.repeat(n_pix)  # Flatten order (rows, cols, channels)
+        w, b = self.dense.weight * a[None, :], self.dense.bias + self.dense.weight @ c
+        z = nn.functional.linear(h.permute(0, 2, 3, 1).flatten(1), w, b)  # [N, d]
+        a, c = self._bn_affine(self.bn4)
+        return z * a + c
 
     def forward_views(self, x: torch.Tensor) -> torch.Tensor:
         """Embed every patch and its transformations (online augmentation).
