@@ -101,3 +101,41 @@ def test_distributed_mean_knn_novelty_equals_reference(run_mpi, tmp_path):
 
 if __name__ == "__main__":
     _worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1")
+
+
+@pytest.mark.mpi
+def test_mpmd_coupler_ranks_feed_selector_ranks(tmp_path):
+    """``mpiexec -n 2 mummi-ml couple --mpi : -n 2 mummi-ml select --mpmd --once``: every patch
+    the couplers send is pooled or selected, and the selector exits after their ENDs."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import yaml
+
+    from mummi_ml.selector import latest_checkpoint, load_rank_state, load_selected
+
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec not found next to this Python")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "selector": {"state_dir": str(tmp_path / "state"), "sources": ["mpi"],
+                     "embedding": "mean_concentrations", "poll_interval_s": 0.05},
+        "jobs": {"slots": 3, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.1},
+    }))
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    py = [sys.executable, "-m", "mummi_ml"]
+    cmd = [str(mpiexec), "-n", "2", *py, "couple", "--mpi", "--patches", "120", "--batch-size",
+           "20", "--no-progress", "--config", str(cfg), ":", "-n", "2", *py, "select", "--mpmd",
+           "--once", "--config", str(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt, man = latest_checkpoint(tmp_path / "state")
+    assert man["n_ranks"] == 2
+    pooled = load_rank_state(ckpt, man, 0, 1).pool["ids"]
+    sel, _ = load_selected(ckpt)
+    assert len(pooled) + len(sel["ids"]) == 120 and len(sel["ids"]) == 3
+    assert len(set(pooled.tolist()) | set(sel["ids"].tolist())) == 120

@@ -169,3 +169,33 @@ def test_status_command_prints_the_counters(tmp_path, rng, capsys):
     out = capsys.readouterr().out
     assert "ingested     7 patches" in out and "selected     3" in out
     assert main(["status", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real metric trained for one epoch on 256 random patches (a few seconds)."""
+    from mummi_ml.metric.train import train_model
+
+    d = tmp_path_factory.mktemp("model")
+    write_patches(d / "train.h5", make_batch(np.random.default_rng(0), 10**6, 256))
+    cfg = load_config(None, ["train.epochs=1", "train.batch_size=64"])
+    return train_model(cfg.model, cfg.loss, cfg.train, [d / "train.h5"], d / "model",
+                       progress=False)
+
+
+def test_once_with_a_trained_metric_picks_the_reference_and_tags_jobs(tmp_path, rng, tiny_model):
+    from mummi_ml.metric import Metric
+
+    (tmp_path / "spool").mkdir()
+    batch = make_batch(rng, 0, 80)
+    write_patches(tmp_path / "spool" / "a.h5", batch)
+    cfg = make_config(tmp_path, embedding="model", model_dir=str(tiny_model), device="cpu")
+    svc = SelectorService(cfg)
+    svc.run(once=True)
+    metric = Metric.load(tiny_model, device="cpu")
+    z = metric.embed(batch.x, batch_size=cfg.selector.embed_batch_size)
+    pos, _ = reference_select(z, batch.ids, 3)
+    assert svc.selected.ids.tolist() == batch.ids[pos].tolist()
+    job = json.loads((tmp_path / "state" / "jobs" / str(batch.ids[pos[0]]) / "job.json")
+                     .read_text())
+    assert metric.version in json.dumps(job)

@@ -114,7 +114,8 @@ class Ingestor:
         if dup.any():
             self._quarantine(ids[dup], 2, [f"id {i} repeated within {origin}"
                                            for i in ids[dup].tolist()], origin)
-        return batch.subset(good[~dup])
+        keep = good[~dup]
+        return batch if len(keep) == len(batch) else batch.subset(keep)
 
     def step(self, batches: list[tuple[PatchBatch, str]]) -> int:
         """Ingest this rank's new batches (``(batch, origin)``, possibly none). Collective.
