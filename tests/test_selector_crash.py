@@ -53,8 +53,8 @@ def _write_round(spool: Path, rng, r: int) -> set[int]:
         n = 40
         x = rng.random((n, 37, 37, 14), dtype=np.float32)
         y = np.stack([rng.integers(0, 2, n), np.zeros(n, int)], 1).astype(np.int32)
-        write_patches(spool / f"r{r}-{i}.h5",
-                      PatchBatch.from_arrays(x, y, ids=np.arange(start, start + n, dtype=np.uint64)))
+        ids_i = np.arange(start, start + n, dtype=np.uint64)
+        write_patches(spool / f"r{r}-{i}.h5", PatchBatch.from_arrays(x, y, ids=ids_i))
         ids |= set(range(start, start + n))
     x = rng.random((5, 37, 37, 14), dtype=np.float32)
     write_patches(spool / f"r{r}-zdup.h5", PatchBatch.from_arrays(

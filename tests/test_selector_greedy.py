@@ -54,7 +54,8 @@ def test_lazy_greedy_picks_what_the_reference_picks(rng, kk, quotas):
 def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
     z, ids, cls = _data(rng, 20000)
     s = SelectedSet(5)
-    s.append(rng.normal(size=(30, 5)).astype(np.float32), ids=np.arange(30, dtype=np.uint64) + 10**9)
+    prev = rng.normal(size=(30, 5)).astype(np.float32)
+    s.append(prev, ids=np.arange(30, dtype=np.uint64) + 10**9)
     pool, _ = _pool(z, ids, cls, selected=s)
     engine = LazyGreedy(pool, s, frontier_size=64)
     engine.select(50)
