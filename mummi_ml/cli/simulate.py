@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replica-offset", type=int, default=0, help="replica id of rank 0 (default 0)"
     )
+    parser.add_argument(
+        "--compression",
+        type=int,
+        default=1,
+        choices=range(10),
+        metavar="0-9",
+        help="gzip level of the patch file (0: none, fastest; default 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _progress_bar(n_local, f"simulate {preset} r{replica}", show) as bar:
         simulate_to_file(
-            cfg, out, n_local, preset, replica, progress=bar.update, on_batch=keep_last
+            cfg, out, n_local, preset, replica, progress=bar.update, on_batch=keep_last,
+            compression_level=args.compression,
         )
     elapsed = time.perf_counter() - t0
     sim_time = last["sim"].time_us if last else 0.0

@@ -38,6 +38,15 @@ _N_TYPES = 2
 _LEAFLETS = (slice(0, 8), slice(8, 14))  # inner, outer leaflet channels
 
 
+def _real_matmul(weights: np.ndarray, fields_h: np.ndarray) -> np.ndarray:
+    """``sum_b weights[a, b] * fields_h[b]`` for real weights ``[A, B]`` and complex64 fields
+    ``[B, M, K]`` -> complex64 ``[A, M, K]`` (a real matmul on the interleaved float32 view,
+    far faster than a complex matmul)."""
+    flat = np.ascontiguousarray(fields_h).view(np.float32).reshape(len(fields_h), -1)
+    out = np.asarray(weights, dtype=np.float32) @ flat
+    return out.view(np.complex64).reshape(len(weights), *fields_h.shape[1:])
+
+
 @dataclass
 class MembraneState:
     """Everything that evolves.
@@ -175,17 +184,13 @@ class MembraneModel:
 
         # explicit part of the chemical potential (mixing + protein potentials), Fourier space
         mu_h = None
-        if has_mixing or has_proteins:
-            mu_h = np.zeros_like(ch)
-        if has_mixing:  # chi is sparse: a few species pairs
-            mixed = ch * self._mix_filter
-            for a, b in zip(*np.nonzero(p.chi), strict=True):
-                mu_h[a] += np.float32(p.chi[a, b]) * mixed[b]
+        if has_mixing:
+            mu_h = _real_matmul(p.chi, ch * self._mix_filter)  # sum_b chi_ab (w * c_b)
         if has_proteins:
             rho = deposit(pos, types, _N_TYPES, g.n, g.pixel_nm)  # [2, M, M] point densities
             phi_h = g.rfft(rho) * self._protein_kernel  # [2, M, K] sum_p phi_t(r - r_p)
-            for t in range(_N_TYPES):
-                mu_h += p.eps[t].astype(np.float32)[:, None, None] * phi_h[t]  # V_a
+            v_h = _real_matmul(p.eps.T, phi_h)  # [14, M, K] V_a
+            mu_h = v_h if mu_h is None else mu_h + v_h
 
         # the proteins move with the fields at the start of the step
         if st.n_proteins:
@@ -239,9 +244,7 @@ class MembraneModel:
         )
         if p.lipid_drift_scale and np.any(p.eps != 0):
             # E_t(r) = sum_a eps_ta (phi~_t * c_a)(r): grad by spectral derivative, per type
-            e_h = (p.eps.astype(np.complex64) @ ch.reshape(N_CHANNELS, -1)).reshape(
-                _N_TYPES, *ch.shape[1:]
-            ) * self._mean_kernel  # [2, M, K]
+            e_h = _real_matmul(p.eps, ch) * self._mean_kernel  # [2, M, K]
             grad_e = g.irfft(np.stack([e_h * g.ikx, e_h * g.iky], axis=1))  # [2, 2, M, M]
             for t in range(_N_TYPES):
                 sel = types == t

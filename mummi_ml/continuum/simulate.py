@@ -173,18 +173,26 @@ def simulate_to_file(
     replica: int = 0,
     progress: Callable[[int], None] | None = None,
     on_batch: Callable[[PatchBatch, PatchSimulation], None] | None = None,
+    compression_level: int = 1,
+    write_every: int = 256,
 ) -> Path:
     """Simulate ``n_patches`` patches of one replica into the HDF5 file ``out`` (written as
     ``out.tmp`` and renamed on success). ``progress(k)`` is called with each batch size;
-    ``on_batch(batch, sim)`` sees every batch (e.g. to collect plot data)."""
+    ``on_batch(batch, sim)`` sees every batch (e.g. to collect plot data). Patches are
+    buffered and appended ``write_every`` at a time (gzip ``compression_level``, 0: none)."""
     sim = PatchSimulation(cfg, preset, replica)
-    with PatchWriter(out, attrs=run_attrs(sim)) as writer:
+    pending: list[PatchBatch] = []
+    with PatchWriter(out, attrs=run_attrs(sim), compression_level=compression_level) as writer:
         for batch in simulate_patches(cfg, n_patches, simulation=sim):
-            writer.append(batch)
+            pending.append(batch)
+            if sum(len(b) for b in pending) >= write_every:  # whole chunks compress once
+                writer.append(PatchBatch.concat(pending))
+                pending = []
             if on_batch is not None:
                 on_batch(batch, sim)
             if progress is not None:
                 progress(len(batch))
+        writer.append(PatchBatch.concat(pending))
     return Path(out)
 
 
