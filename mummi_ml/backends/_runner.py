@@ -36,12 +36,14 @@ def proc_start_ticks(pid: int) -> int | None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via a temp file, fsync and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temp file and ``os.replace`` (atomic for readers).
+
+    No fsync: these records describe processes of this node, which a node crash ends anyway;
+    what must survive a node crash (the submission journal, job directories) is fsynced.
+    """
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -46,8 +46,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync_path(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
@@ -90,10 +90,12 @@ class JobDirs:
         tmp.mkdir()
         try:
             write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
-            write_json_atomic(tmp / JOB_JSON, {"patch_id": pid, **meta})
-            _fsync_dir(tmp)
+            (tmp / JOB_JSON).write_text(json.dumps({"patch_id": pid, **meta}, indent=1))
+            for name in (PATCH_FILE, JOB_JSON):  # data on disk before the rename publishes it
+                _fsync_path(tmp / name, os.O_RDONLY)
+            _fsync_path(tmp, os.O_RDONLY)
             os.rename(tmp, final)  # atomic
-            _fsync_dir(self.root)
+            _fsync_path(self.root, os.O_RDONLY)  # the new entry survives a node crash
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
