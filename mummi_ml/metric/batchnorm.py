@@ -2,9 +2,10 @@
 
 ``torch.nn.SyncBatchNorm`` only runs on GPUs; :class:`GlobalBatchNorm` works on every backend
 (gloo on CPUs included), so that training on ``P`` ranks with global batch ``B`` normalises by
-exactly the statistics one process would compute on the same ``B`` patches. On one process (or in
-eval mode) it is ``torch.nn.BatchNorm{1,2}d``. Defaults follow Keras (momentum 0.99 in Keras'
-convention = 0.01 here, eps 1e-3), as in the paper's model.
+exactly the statistics one process would compute on the same ``B`` patches. In eval mode it is
+``torch.nn.BatchNorm{1,2}d``; in training mode it uses the same sum-based formulas on one rank
+as on many (also 2-3x faster than ``native_batch_norm`` and its backward on CPU here).
+Epsilon defaults to Keras' 1e-3, as in the paper's model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mummi_ml.parallel.collectives import all_reduce_sum_with_grad, is_distributed
+from mummi_ml.parallel.collectives import all_reduce_sum_with_grad
 
 __all__ = ["GlobalBatchNorm"]
 
@@ -36,12 +37,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        if not (self.training and is_distributed()):
-            if self.training:
-                self.num_batches_tracked.add_(1)
+        if not self.training:
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias,
-                self.training, self.momentum, self.eps,
+                False, self.momentum, self.eps,
             )
         dims = [0] if x.dim() == 2 else [0, 2, 3]
         shape = [1, -1] + [1] * (x.dim() - 2)
