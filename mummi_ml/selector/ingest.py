@@ -174,8 +174,10 @@ class Ingestor:
             return
         self.engine.refresh_all()  # exact novelty: evict the truly least novel
         s = score(p.dk, len(self.engine.selected))
-        order = np.lexsort((np.iinfo(np.uint64).max - p.ids, s))  # low novelty, then large id
-        out = order[:extra]
+        kth = np.partition(s, extra - 1)[extra - 1]
+        cand = np.flatnonzero(s <= kth)  # the extra least novel, and ties at the boundary
+        order = np.lexsort((np.iinfo(np.uint64).max - p.ids[cand], s[cand]))  # then large id
+        out = cand[order[:extra]]
         ids = p.ids[out].copy()
         p.remove(out)
         self.evicted_ids = np.concatenate([self.evicted_ids, ids])

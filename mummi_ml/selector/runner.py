@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from mummi_ml.errors import MummiMLError
+
 __all__ = ["run_service", "selector_comm"]
+
+log = logging.getLogger("mummi_ml.selector")
 
 
 def selector_comm(mpmd: bool = False) -> tuple[Any, Any]:
@@ -32,9 +37,18 @@ def run_service(cfg: Any, once: bool = False, mpmd: bool = False,
     if mpmd and "mpi" not in cfg.selector.sources:
         cfg.selector.sources = [*cfg.selector.sources, "mpi"]
     comm, layout = selector_comm(mpmd)
-    svc = SelectorService(cfg, comm=comm, mpi_layout=layout)
-    svc.install_signal_handlers()
-    rc = svc.run(once=once)
+    try:
+        svc = SelectorService(cfg, comm=comm, mpi_layout=layout)
+        svc.install_signal_handlers()
+        rc = svc.run(once=once)
+    except Exception as exc:
+        if comm is not None:  # a failure on one rank would leave the others waiting forever
+            if isinstance(exc, MummiMLError):
+                log.error("selector rank %d: %s; aborting all ranks", comm.Get_rank(), exc)
+                comm.Abort(2)
+            log.exception("selector rank %d failed; aborting all ranks", comm.Get_rank())
+            comm.Abort(1)
+        raise
     if weights_path:
         w = importance_weights(svc.pool.z, svc.selected.z, comm)
         if svc.rank == 0:

@@ -287,7 +287,10 @@ class SelectorService:
                 if free > 0:
                     self.select(free)
                 if self.rank == 0:
-                    self.emitter.wait(self.s.wait_timeout_s)
+                    try:
+                        self.emitter.wait(self.s.wait_timeout_s)
+                    except MummiMLError as exc:  # JobWaitTimeout: checkpoint all the same
+                        log.warning("--once: %s", exc)
                     self.emitter.poll()
                 break
             if not flags[_INPUT]:
