@@ -10,7 +10,9 @@ log (``flux.job.event_wait``), and ``flux.job.cancel`` cancels.
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +143,7 @@ class FluxBackend(JobBackend):
 
     def _find(self, name: str) -> JobInfo | None:
         try:
-            rpc = self.flux.job.job_list(self.handle, attrs=_ATTRS, name=name, max_entries=0)
+            rpc = self.flux.job.job_list(self.handle, attrs=_ATTRS, name=name, max_entries=1000)
             jobs = [j for j in rpc.get_jobs() if j.get("name") == name]
         except OSError as exc:
             raise BackendError(f"flux: listing jobs named {name!r} failed: {exc}") from None
@@ -158,13 +160,29 @@ class FluxBackend(JobBackend):
                 raise BackendError(f"flux: cancel of {job_id} failed: {exc}") from None
 
     def wait_event(self, job_id: str, event: str = "clean", timeout_s: float = 60.0) -> None:
-        """Block until the job's event log has ``event`` (``clean``: fully ended)."""
+        """Block until the job's event log has ``event`` (``clean``: fully ended), watching the
+        event log (``flux.job.event_watch_async``) rather than polling."""
+        watch = self.flux.job.event_watch_async(self.handle, self._jobid(job_id))
+        deadline = time.monotonic() + timeout_s
         try:
-            self.flux.job.event_wait(self.handle, self._jobid(job_id), event, timeout=timeout_s)
-        except TimeoutError:
-            raise BackendError(
-                f"flux: job {job_id} had no {event!r} event in {timeout_s} s"
-            ) from None
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BackendError(f"flux: job {job_id}: no {event!r} event in {timeout_s} s")
+                try:
+                    watch.wait_for(left)
+                except OSError as exc:
+                    if exc.errno == errno.ETIMEDOUT:
+                        continue
+                    raise BackendError(f"flux: watching job {job_id} failed: {exc}") from None
+                entry = watch.get_event()
+                if entry is None:
+                    raise BackendError(f"flux: event log of {job_id} ended before {event!r}")
+                if entry.name == event:
+                    return
+        finally:
+            if getattr(watch, "needs_cancel", False):
+                watch.cancel()
 
     def close(self) -> None:
         close = getattr(self.handle, "close", None)
