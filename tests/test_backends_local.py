@@ -148,3 +148,18 @@ def test_kill_9_of_the_service_at_random_moments_never_duplicates_a_job(tmp_path
     em = JobEmitter(LocalBackend(cfg, tmp_path), cfg, tmp_path)
     em.recover()
     assert em.counts()["completed"] == n
+
+
+def test_finished_runners_are_reaped(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    backend = LocalBackend(JobsConfig(), tmp_path / "state")
+    for i in range(3):
+        backend.submit(f"reap-{i}", [PY, "-c", "pass"], job_dir)
+    for i in range(3):
+        wait_terminal(backend, f"reap-{i}")
+    deadline = time.monotonic() + 30
+    while backend._procs and time.monotonic() < deadline:  # the runners exit just after exit.json
+        backend.states(["reap-0"])
+        time.sleep(0.05)
+    assert backend._procs == {}

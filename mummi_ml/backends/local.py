@@ -73,6 +73,7 @@ class LocalBackend(JobBackend):
         self._procs: dict[str, subprocess.Popen] = {}  # runners started by this process
 
     def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+        self._reap()
         rec = self.records / name
         try:
             rec.mkdir()
@@ -101,9 +102,6 @@ class LocalBackend(JobBackend):
         rec = self.records / name
         if not rec.is_dir():
             return None
-        proc = self._procs.get(name)
-        if proc is not None and proc.poll() is not None:
-            self._procs.pop(name, None)  # reaped
         end = _read_json(rec / "exit.json")
         if end is not None:
             return self._ended(name, end)
@@ -141,7 +139,14 @@ class LocalBackend(JobBackend):
             return JobInfo(name, name, JobState.COMPLETED, 0)
         return JobInfo(name, name, JobState.FAILED, code, end.get("reason") or f"exit code {code}")
 
+    def _reap(self) -> None:
+        """Collect the exit status of every finished runner we started (no zombies pile up)."""
+        for name, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                del self._procs[name]
+
     def _states(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        self._reap()
         out = {}
         for job_id in job_ids:
             info = self._info(job_id) if _safe_name(job_id) else None
@@ -174,9 +179,7 @@ class LocalBackend(JobBackend):
                 pass
 
     def close(self) -> None:
-        for name, proc in list(self._procs.items()):
-            if proc.poll() is not None:
-                self._procs.pop(name, None)
+        self._reap()
 
 
 def _claim(rec: Path) -> bool:
