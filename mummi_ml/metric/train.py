@@ -172,8 +172,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            # buffers (BatchNorm running statistics) are identical on every rank by
+            # construction (GlobalBatchNorm): no per-forward broadcast needed
             self.model = DistributedDataParallel(
-                self.encoder, device_ids=ids, broadcast_buffers=False
+                self.encoder, device_ids=ids, forward_sync_buffers=False
             )
         else:
             self.model = self.encoder

@@ -1,0 +1,34 @@
+# Shared by launch/train_*.sh (sourced, not run). Sets:
+#   CONFIG OUT DATA[@]  from the arguments  CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
+#   PYTHON              the interpreter (default: python3 on PATH; set PYTHON=.venv/bin/python)
+#   GPUS_PER_NODE       GPUs seen on this node (nvidia-smi), 0 on CPU nodes
+#   RANKS_PER_NODE      one rank per GPU, else RANKS_PER_NODE from the environment (default 1)
+#   THREADS_PER_RANK    cores of the node / ranks per node (exported as OMP_NUM_THREADS)
+#   NODES               nodes of the allocation (from the scheduler, else 1)
+#   TRAIN_ARGV[@]       the training command: python -m mummi_ml train ... --resume
+if [[ $# -lt 3 ]]; then
+    echo "usage: $0 CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]" >&2
+    exit 2
+fi
+CONFIG=$1
+OUT=$2
+shift 2
+DATA=("$@")
+PYTHON=${PYTHON:-python3}
+if command -v nvidia-smi >/dev/null 2>&1; then
+    GPUS_PER_NODE=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+else
+    GPUS_PER_NODE=0
+fi
+if [[ ${GPUS_PER_NODE:-0} -gt 0 ]]; then
+    RANKS_PER_NODE=${RANKS_PER_NODE:-$GPUS_PER_NODE}
+else
+    RANKS_PER_NODE=${RANKS_PER_NODE:-1}
+fi
+CORES=$(nproc)
+THREADS_PER_RANK=${THREADS_PER_RANK:-$(( CORES / RANKS_PER_NODE > 0 ? CORES / RANKS_PER_NODE : 1 ))}
+export OMP_NUM_THREADS=$THREADS_PER_RANK
+NODES=${NODES:-${SLURM_JOB_NUM_NODES:-${FLUX_JOB_NNODES:-1}}}
+# --resume: continue from OUT/checkpoint.pt when a previous job was stopped (starts afresh if none)
+TRAIN_ARGV=("$PYTHON" -m mummi_ml train --config "$CONFIG" --out "$OUT" --resume
+            --set "train.num_threads=$THREADS_PER_RANK" --data "${DATA[@]}")

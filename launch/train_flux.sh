@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Data-parallel training under Flux (inside an instance: flux alloc, or jobs/train_flux.sh).
+# Rank/size/local rank come from FLUX_TASK_RANK / FLUX_JOB_SIZE / FLUX_TASK_LOCAL_ID, the rendezvous
+# from rank 0 over MPI (mpi4py, via Flux's PMI) or MASTER_ADDR/MASTER_PORT.
+#   launch/train_flux.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
+set -euo pipefail
+source "$(dirname "$0")/_train_common.sh"
+NODES=${NODES:-$(flux resource list -no '{nnodes}' 2>/dev/null || echo 1)}
+gpu_opts=()
+if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(-g 1); fi
+# --signal: SIGUSR1 five minutes before the time limit -> checkpoint and clean exit
+exec flux run -N "$NODES" -n $(( NODES * RANKS_PER_NODE )) -c "$THREADS_PER_RANK" \
+    "${gpu_opts[@]}" --signal=SIGUSR1@5m "${TRAIN_ARGV[@]}"
