@@ -4,7 +4,7 @@
 # from rank 0 over MPI (mpi4py, via Flux's PMI) or MASTER_ADDR/MASTER_PORT.
 #   launch/train_flux.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 set -euo pipefail
-source "$(dirname "$0")/_train_common.sh"
+source "$(dirname "$0")/train_common.sh"
 NODES=${NODES:-$(flux resource list -no '{nnodes}' 2>/dev/null || echo 1)}
 gpu_opts=()
 if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(-g 1); fi

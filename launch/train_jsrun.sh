@@ -4,7 +4,7 @@
 # JSM_NAMESPACE_* (and OMPI_COMM_WORLD_*), the rendezvous from rank 0 over MPI (mpi4py).
 #   launch/train_jsrun.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 set -euo pipefail
-source "$(dirname "$0")/_train_common.sh"
+source "$(dirname "$0")/train_common.sh"
 # on a batch node nvidia-smi sees no GPU: ask for them explicitly (default 6 per node)
 RANKS_PER_NODE=${RANKS_PER_NODE:-6}
 NODES=${NODES:-$(( $(sort -u <<<"${LSB_HOSTS:-x}" | wc -l) ))}

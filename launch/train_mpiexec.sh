@@ -6,7 +6,7 @@
 set -euo pipefail
 RANKS=${RANKS:-2}
 RANKS_PER_NODE=${RANKS_PER_NODE:-$RANKS}
-source "$(dirname "$0")/_train_common.sh"
+source "$(dirname "$0")/train_common.sh"
 MPIEXEC=${MPIEXEC:-$(command -v mpiexec || echo mpiexec)}
 host_opts=()
 if [[ -n ${HOSTFILE:-} ]]; then

@@ -5,7 +5,7 @@
 # (mpi4py) or MASTER_ADDR/MASTER_PORT.
 #   launch/train_srun.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 set -euo pipefail
-source "$(dirname "$0")/_train_common.sh"
+source "$(dirname "$0")/train_common.sh"
 gpu_opts=()
 if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(--gpus-per-task=1); fi
 # --mpi=pmix lets mpi4py join one MPI world for the rendezvous broadcast (site default if unset)

@@ -1,4 +1,4 @@
-# Shared by launch/train_*.sh (sourced, not run). Sets:
+# Shared by launch/train_{srun,jsrun,flux,mpiexec}.sh (sourced, not run). Sets:
 #   CONFIG OUT DATA[@]  from the arguments  CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 #   PYTHON              the interpreter (default: python3 on PATH; set PYTHON=.venv/bin/python)
 #   GPUS_PER_NODE       GPUs seen on this node (nvidia-smi), 0 on CPU nodes
