@@ -4,11 +4,67 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mummi_ml.config_loader import StrictModel
 
-__all__ = ["EvaluateConfig"]
+__all__ = ["EvaluateConfig", "SweepConfig", "SWEEP_PARAMETERS"]
+
+#: config keys a sweep may vary (dotted: section.field)
+SWEEP_PARAMETERS = (
+    "model.latent_dim",
+    "loss.w_inv",
+    "loss.alpha_inv",
+    "loss.w_rad",
+    "loss.lambda_rad",
+    "loss.w_lab",
+    "loss.alpha_lab",
+    "train.epochs",
+    "train.batch_size",
+)
+
+
+class SweepConfig(StrictModel):
+    """Hyperparameter sweep and ablations (``mummi-ml sweep``): which models to train, how many
+    points to evaluate each on, and the model-selection rule's weight of dimensionality."""
+
+    mode: Literal["grid", "random"] = Field(
+        "grid", description="'grid': every combination of the values; 'random': n_samples of them"
+    )
+    n_samples: int = Field(8, ge=1, description="combinations drawn in random mode (count)")
+    seed: int = Field(0, description="seed of the random draw")
+    parameters: dict[str, list[int | float]] = Field(
+        default_factory=dict,
+        description="values to try per dotted config key, e.g. {'model.latent_dim': [5, 9, 16], "
+        "'loss.lambda_rad': [0.05, 0.1]}; keys: " + ", ".join(SWEEP_PARAMETERS),
+    )
+    ablations: bool = Field(
+        True,
+        description="also train the base config with each loss alone and each pair of losses "
+        "(the other weights set to 0)",
+    )
+    eval_points: int = Field(
+        2000, ge=2, description="held-out patches each model is evaluated on (count)"
+    )
+    dim_weight: float = Field(
+        0.5,
+        ge=0,
+        description="weight of the latent dimension in the selection score "
+        "(overlap, MARE* and AUC weigh 1 each)",
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _known_keys(cls, v: dict[str, list[int | float]]) -> dict[str, list[int | float]]:
+        for key, values in v.items():
+            if key not in SWEEP_PARAMETERS:
+                raise ValueError(
+                    f"unknown sweep parameter {key!r}; expected one of "
+                    f"{', '.join(SWEEP_PARAMETERS)}"
+                )
+            if not values:
+                raise ValueError(f"sweep parameter {key!r}: expected at least one value")
+        return v
 
 
 class EvaluateConfig(StrictModel):
@@ -49,3 +105,4 @@ class EvaluateConfig(StrictModel):
     device: str | None = Field(
         None, description="torch device of the criteria (default: cuda if present, else cpu)"
     )
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description="mummi-ml sweep")
