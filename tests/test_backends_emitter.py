@@ -81,7 +81,8 @@ def test_emit_creates_job_dir_with_patch_and_job_json(tmp_path):
     assert meta["patch_id"] == 42 and meta["class"] == 1 and meta["novelty"] == 1.5
     assert meta["model_version"] == "v3" and meta["attempt"] == 1 and "time" in meta
     np.testing.assert_array_equal(read_patches(job_dir / "patch.h5").x, patch.x)
-    assert name == f"{em.cfg.name_prefix}42-1"
+    assert name == em.job_name(42, 1) and name.startswith(em.cfg.name_prefix)
+    assert name.endswith("-42-1")
     em.wait(60)
 
 
@@ -303,3 +304,10 @@ def test_half_built_job_dirs_are_removed_on_recover(tmp_path):
     (tmp_path / "jobs" / ".tmp-5-abcd").mkdir(parents=True)
     em = make_emitter(tmp_path)
     assert list((tmp_path / "jobs").iterdir()) == [] and em.records == {}
+
+
+def test_two_campaigns_never_share_a_job_name(tmp_path):
+    a = make_emitter(tmp_path / "a", name_prefix="same-")
+    b = make_emitter(tmp_path / "b", name_prefix="same-")
+    assert a.job_name(1, 1) != b.job_name(1, 1)
+    assert a.job_name(1, 1) == make_emitter(tmp_path / "a", name_prefix="same-").job_name(1, 1)

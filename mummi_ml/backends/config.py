@@ -109,7 +109,8 @@ class JobsConfig(StrictModel):
     name_prefix: str = Field(
         "mummi-",
         pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$",
-        description="prefix of scheduler job names (<prefix><patch id>-<attempt>)",
+        description="prefix of scheduler job names (<prefix><tag>-<patch id>-<attempt>; "
+        "tag: 6 hex digits from the state directory)",
     )
     poll_interval_s: float = Field(
         1.0, gt=0, description="seconds between state queries while waiting for jobs (s)"

@@ -13,13 +13,15 @@ For a pick, :meth:`JobEmitter.emit`
 :meth:`JobEmitter.recover` replays the journal after a restart: an intent with no job id is looked
 up with ``backend.find(name)`` and adopted if the backend has it, submitted otherwise; a job
 directory with no intent (a crash between 1 and 2) gets its intent and job then. Job names are
-``<prefix><patch id>-<attempt>``, so every attempt has its own name. States are
+``<prefix><tag>-<patch id>-<attempt>`` (tag: from the state directory), so every attempt of every
+campaign has its own name. States are
 ``submitting`` (intent written, job id not known), ``pending``, ``running``, ``completed``,
 ``failed`` (after ``max_retries`` resubmissions), ``cancelled``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
@@ -96,6 +98,7 @@ class JobEmitter:
         self.dirs = JobDirs(root if root.is_absolute() else self.state_dir / root)
         self.jobs_root = self.dirs.root
         self.journal = Journal(self.state_dir / JOURNAL_NAME)
+        self.tag = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:6]
         self.records: dict[int, JobRecord] = {}
         self._finished: list[dict[str, Any]] = []  # ended during wait(), handed out by poll()
         self._recovered = False
@@ -107,8 +110,12 @@ class JobEmitter:
         return self.dirs.path(patch_id)
 
     def job_name(self, patch_id: int, attempt: int) -> str:
-        """Scheduler job name of one attempt: ``<prefix><patch id>-<attempt>``."""
-        return f"{self.cfg.name_prefix}{int(patch_id)}-{int(attempt)}"
+        """Scheduler job name of one attempt: ``<prefix><tag>-<patch id>-<attempt>``.
+
+        ``tag`` (6 hex digits of a hash of the state directory) keeps the names of two campaigns
+        on one cluster apart, so ``find(name)`` never adopts another campaign's job.
+        """
+        return f"{self.cfg.name_prefix}{self.tag}-{int(patch_id)}-{int(attempt)}"
 
     def command(self, patch_id: int) -> list[str]:
         """The job's argv: each template element formatted separately (no shell)."""
