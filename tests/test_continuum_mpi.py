@@ -9,7 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from mummi_ml.continuum import shard_path, shard_paths
+from mummi_ml.continuum import ContinuumConfig, PatchSimulation, shard_path, shard_paths
+from mummi_ml.continuum.coupler_mpi import batch_to_buffers, buffers_to_batch
 from mummi_ml.patch import PatchDataset
 
 SMALL = [
@@ -51,6 +52,18 @@ RECEIVER = textwrap.dedent(
 def test_shard_names_follow_the_rank():
     assert shard_path("run/pre.h5", 0, 1).as_posix() == "run/pre.h5"
     assert [p.name for p in shard_paths("run/pre.h5", 2)] == ["pre.rank0.h5", "pre.rank1.h5"]
+
+
+def test_wire_buffers_round_trip_a_batch_without_pickle():
+    batch = next(PatchSimulation(ContinuumConfig(domain_pixels=48, n_ras=3), replica=5).frames())
+    header, x, meta = batch_to_buffers(batch, batch_seq=9)
+    assert header.dtype == np.int64 and header.tolist()[:7] == [len(batch), 1, 37, 37, 14, 5, 9]
+    assert meta.dtype == np.uint8 and len(meta) == 44 * len(batch)
+    back = buffers_to_batch(x.copy(), meta.copy())
+    for name in ("x", "y", "ids", "replica", "time_us", "centre_nm", "protein_id"):
+        got, want = getattr(back, name), getattr(batch, name)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.mpi

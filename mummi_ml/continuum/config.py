@@ -201,6 +201,9 @@ class CampaignDriftConfig(StrictModel):
     aggregation_kT: float = Field(
         6.0, ge=0, description="protein-protein attraction depth at the end of the drift (kT)"
     )
+    aggregation_range_nm: float = Field(
+        8.0, gt=0, description="range of the protein-protein attraction at the end (nm)"
+    )
     lipid_coupling_scale: float = Field(
         2.0, ge=0, description="factor on every protein-lipid coupling at the end of the drift"
     )

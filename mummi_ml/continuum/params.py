@@ -103,6 +103,7 @@ class ModelParams:
             drift = {
                 "drift_time_us": c.drift_time_us,
                 "aggregation_kT": c.aggregation_kT,
+                "aggregation_range_nm": c.aggregation_range_nm,
                 "lipid_coupling_scale": c.lipid_coupling_scale,
                 "mixing_scale": c.mixing_scale,
                 "k_on_scale": c.k_on_scale,
@@ -143,8 +144,8 @@ class ModelParams:
 
     def at(self, time_us: float) -> ModelParams:
         """The parameters in force at ``time_us``: unchanged for ``pre-campaign``; for
-        ``campaign``, aggregation depth, protein-lipid couplings, mixing and k_on move linearly
-        from their start values to the campaign targets over ``drift_time_us``."""
+        ``campaign``, aggregation depth and range, protein-lipid couplings, mixing and k_on move
+        linearly from their start values to the campaign targets over ``drift_time_us``."""
         if self.drift is None:
             return self
         f = self.drift_fraction(time_us)
@@ -152,6 +153,8 @@ class ModelParams:
         return replace(
             self,
             aggregation_kT=self.aggregation_kT + f * (d["aggregation_kT"] - self.aggregation_kT),
+            aggregation_range_nm=self.aggregation_range_nm
+            + f * (d["aggregation_range_nm"] - self.aggregation_range_nm),
             eps=self.eps * (1.0 + f * (d["lipid_coupling_scale"] - 1.0)),
             chi=self.chi * (1.0 + f * (d["mixing_scale"] - 1.0)),
             k_on=self.k_on * (1.0 + f * (d["k_on_scale"] - 1.0)),
