@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mummi_ml.errors import MummiMLError
+from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["run_service", "selector_comm"]
 
@@ -25,6 +26,16 @@ def selector_comm(mpmd: bool = False) -> tuple[Any, Any]:
         layout = split_mpmd("selector")
         return (layout.local if layout.local.Get_size() > 1 else None), layout
     world = MPI.COMM_WORLD
+    from mummi_ml.parallel.launcher import detect_launch
+
+    launched = detect_launch().size
+    if launched != world.Get_size():
+        raise SelectorError(
+            f"the launcher started {launched} tasks but MPI sees {world.Get_size()}: mpi4py is "
+            "not built for this launcher's process manager (each task would run alone and "
+            "they would overwrite one state directory); use the matching mpiexec, or srun "
+            "--mpi=pmi2/pmix with an MPI built for it"
+        )
     return (world if world.Get_size() > 1 else None), None
 
 
