@@ -83,15 +83,18 @@ class LocalBackend(JobBackend):
             rec / "spec.json",
             {"name": name, "argv": argv, "job_dir": str(job_dir), "t": time.time()},
         )
-        with open(rec / "runner.log", "ab") as runner_log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mummi_ml.backends._runner", str(rec)],
-                stdin=subprocess.DEVNULL,
-                stdout=runner_log,
-                stderr=runner_log,
-                start_new_session=True,  # survives the service; cancel signals the whole group
-                close_fds=True,
-            )
+        try:
+            with open(rec / "runner.log", "ab") as runner_log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "mummi_ml.backends._runner", str(rec)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=runner_log,
+                    stderr=runner_log,
+                    start_new_session=True,  # survives the service; cancel signals the group
+                    close_fds=True,
+                )
+        except OSError as exc:  # e.g. EAGAIN: too many processes
+            raise BackendError(f"local: cannot start the runner of {name!r}: {exc}") from None
         self._procs[name] = proc
         write_json_atomic(
             rec / "launched.json", {"pid": proc.pid, "start_ticks": proc_start_ticks(proc.pid)}
