@@ -9,6 +9,8 @@ Prints a short table and then one JSON object (the last line of stdout). Figures
   rank, global batch 128 = 64 per rank, gathered loss and synchronised BatchNorm);
 - ``embed_patches_per_s_1thread`` / ``_2threads``: ``Metric.embed`` on raw patches (batch 4096);
 - ``train_profile`` / ``embed_profile``: share of CPU time of the top operators (torch profiler);
+- ``*_per_cpu_s_1thread``: the same per CPU-second of the process (one thread: the rate an idle
+  core would give; a lower bound on the wall-clock rates when the machine is shared);
 - ``gpu``: the same figures on ``cuda:0`` if a GPU is present, else "not measured: no GPU lent".
 
 Every figure is the median of ``--repeats`` timed runs after a warm-up. Usage:
@@ -53,8 +55,9 @@ def _trainer(data: Path, out: Path, ctx, device: str) -> Trainer:
     return tr
 
 
-def time_training(tr: Trainer, steps: int, repeats: int) -> list[float]:
-    """Samples/s of ``repeats`` runs of ``steps`` steps (batches fetched inside the timing)."""
+def time_training(tr: Trainer, steps: int, repeats: int, cpu: list | None = None) -> list[float]:
+    """Samples/s of ``repeats`` runs of ``steps`` steps (batches fetched inside the timing);
+    samples per CPU-second of this process are appended to ``cpu`` (less sensitive to load)."""
     it = iter(tr.data.batches(0))
     tr.train_step(next(it))  # warm-up
     rates = []
@@ -62,12 +65,14 @@ def time_training(tr: Trainer, steps: int, repeats: int) -> list[float]:
         batches = tr.data.batches(0)
         if tr.ctx.device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _, b in zip(range(steps), batches, strict=False):
             tr.train_step(b)
         if tr.ctx.device.type == "cuda":
             torch.cuda.synchronize()
         rates.append(steps * BATCH / (time.perf_counter() - t0))
+        if cpu is not None:
+            cpu.append(steps * BATCH / (time.process_time() - c0))
     return rates
 
 
@@ -102,13 +107,15 @@ def model_dir(tmp: Path, device: str) -> Metric:
     return Metric.load(tmp / "model", device=device)
 
 
-def time_embedding(m: Metric, x: np.ndarray, repeats: int) -> list[float]:
+def time_embedding(m: Metric, x: np.ndarray, repeats: int, cpu: list | None = None) -> list[float]:
     m.embed(x[:256])
     rates = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         m.embed(x, batch_size=4096)
         rates.append(len(x) / (time.perf_counter() - t0))
+        if cpu is not None:
+            cpu.append(len(x) / (time.process_time() - c0))
     return rates
 
 
@@ -136,9 +143,12 @@ def main() -> None:
         tr = _trainer(data, tmp / "run1", ctx, "cpu")
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            cpu: list[float] = []
             res[f"train_samples_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
-                statistics.median(time_training(tr, args.steps, args.repeats))
+                statistics.median(time_training(tr, args.steps, args.repeats, cpu))
             )
+            if threads == 1:
+                res["train_samples_per_cpu_s_1thread"] = statistics.median(cpu)
         b = next(tr.data.batches(0))
         res["train_profile"] = profile_top(lambda: tr.train_step(b))
         # 2 ranks x 1 thread
@@ -158,9 +168,12 @@ def main() -> None:
         m = model_dir(tmp, "cpu")
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            cpu = []
             res[f"embed_patches_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
-                statistics.median(time_embedding(m, x, args.repeats))
+                statistics.median(time_embedding(m, x, args.repeats, cpu))
             )
+            if threads == 1:
+                res["embed_patches_per_cpu_s_1thread"] = statistics.median(cpu)
         res["embed_profile"] = profile_top(lambda: m.embed(x[:4096]))
         if torch.cuda.is_available():
             gtr = _trainer(data, tmp / "rung", ctx, "cuda")
