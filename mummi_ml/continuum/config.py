@@ -146,7 +146,7 @@ class ProteinSpeciesConfig(StrictModel):
     """One protein species (RAS alone, or the RAS-RAF complex)."""
 
     diffusion_nm2_per_us: float = Field(
-        3.0, ge=0, description="translational diffusion coefficient D_p (nm^2/us)"
+        5.0, ge=0, description="translational diffusion coefficient D_p (nm^2/us)"
     )
     reach_nm: float = Field(
         4.0,
@@ -202,7 +202,7 @@ class CampaignDriftConfig(StrictModel):
         6.0, ge=0, description="protein-protein attraction depth at the end of the drift (kT)"
     )
     aggregation_range_nm: float = Field(
-        8.0, gt=0, description="range of the protein-protein attraction at the end (nm)"
+        10.0, gt=0, description="range of the protein-protein attraction at the end (nm)"
     )
     lipid_coupling_scale: float = Field(
         2.0, ge=0, description="factor on every protein-lipid coupling at the end of the drift"
@@ -256,7 +256,7 @@ class ContinuumConfig(StrictModel):
     ras: ProteinSpeciesConfig = Field(default_factory=ProteinSpeciesConfig)
     ras_raf: ProteinSpeciesConfig = Field(
         default_factory=lambda: ProteinSpeciesConfig(
-            diffusion_nm2_per_us=1.5, reach_nm=8.0, lipid_coupling=dict(_RAS_RAF_COUPLING)
+            diffusion_nm2_per_us=3.0, reach_nm=8.0, lipid_coupling=dict(_RAS_RAF_COUPLING)
         ),
         description="the RAS-RAF complex: slower, wider reach, its own lipid preferences",
     )

@@ -4,17 +4,23 @@ on a periodic square domain, advanced by a semi-implicit spectral step.
 Lipids (species a, concentration c_a, chemical potential in kT)::
 
     mu_a = ln c_a + sum_b chi_ab (w * c_b) + V_a,     V_a(r) = sum_p eps_{a,type(p)} phi_p(r - r_p)
-    dc_a/dt = div( D c_a grad mu_a ) + div( sqrt(2 D theta c_a) xi_a )
-            = D lap c_a + div( D c_a grad(mu_a - ln c_a) ) + conserved noise
+    dc_a/dt = D lap c_a + div( D c_a [f_a - sum_{b in leaflet} c_b f_b / sum_b c_b] ) + noise
+    f_a = grad(mu_a - ln c_a)   (the explicit force on species a)
+
+The subtracted leaflet-mean force (exchange or packing mobility) makes a leaflet's total flux
+vanish: lipids swap places instead of piling up, so enrichment saturates; at equilibrium
+``c_a ~ c_a,far exp(-V_a) / sum_b c_b,far exp(-V_b)`` within each leaflet.
 
 ``w`` and ``phi`` are Gaussians (``mixing_range_nm``; ``reach / 2``). The linear diffusion is
 integrated exactly in Fourier space (exponential time differencing, ETD1): a mode of wavenumber
 k decays by ``exp(-D k^2 dt)`` per step for any dt; the nonlinear flux is explicit; the noise is
-the divergence of a random flux, weighted so each mode relaxes to variance ``theta c`` (times a
-Gaussian filter of ``noise_correlation_nm``). Every term is a divergence, so the k = 0 mode (the
-species total) never changes; it is held in float64 and re-imposed each step, so float32
-round-off does not accumulate. Positivity: values below ``floor_fraction * mean`` are raised to
-the floor and the excess of every other pixel is scaled down to keep the total (rarely active).
+the divergence of a random flux of amplitude ``sqrt(2 D theta c_mean)``, weighted so each mode
+relaxes to variance ``theta c_mean`` (times a Gaussian filter of ``noise_correlation_nm``) for any
+dt, and projected so it leaves a leaflet's total density unchanged. Every term is a divergence,
+so the k = 0 mode (the species total) never changes; it is held in float64 and re-imposed each
+step, so float32 round-off does not accumulate. Positivity: values below
+``floor_fraction * mean`` are raised to the floor and the excess of every other pixel is scaled
+down to keep the total (rarely active).
 
 Proteins (overdamped, kT = 1): ``dx = D_p F dt + sqrt(2 D_p dt) xi`` with ``F`` = soft pair
 forces (core + aggregation) minus ``lipid_drift_scale * grad sum_a eps_a <c_a>_phi`` (drift
