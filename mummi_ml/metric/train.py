@@ -70,6 +70,8 @@ def train_model(
         resume: continue from ``out_dir/checkpoint.pt`` if it exists (else start afresh).
         progress: show a progress bar (rank 0, stderr).
         ctx: an existing parallel context (default: :func:`init_distributed`, closed at the end).
+            Under an MPI launcher the default trains data-parallel over ALL ranks; pass
+            ``mummi_ml.parallel.local_context()`` to train on this rank alone.
 
     Returns:
         ``out_dir``, now a model directory (``Metric.load(out_dir)``).

@@ -12,6 +12,7 @@ from mummi_ml.parallel.distributed import (
     best_device,
     configure_threads,
     init_distributed,
+    local_context,
 )
 from mummi_ml.parallel.launcher import LAUNCHERS, LaunchError, LaunchInfo, detect_launch
 from mummi_ml.parallel.rendezvous import find_free_port, host_address, rendezvous_address
@@ -28,6 +29,7 @@ __all__ = [
     "best_device",
     "configure_threads",
     "init_distributed",
+    "local_context",
     "all_gather_with_grad",
     "all_reduce_sum_with_grad",
     "is_distributed",

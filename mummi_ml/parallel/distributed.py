@@ -26,7 +26,9 @@ import torch.distributed as dist
 from mummi_ml.parallel.launcher import LaunchError, LaunchInfo, detect_launch
 from mummi_ml.parallel.rendezvous import rendezvous_address
 
-__all__ = ["DistContext", "init_distributed", "best_device", "configure_threads"]
+__all__ = [
+    "DistContext", "init_distributed", "local_context", "best_device", "configure_threads"
+]
 
 
 def best_device(local_rank: int = 0, prefer: str = "auto") -> torch.device:
@@ -167,3 +169,13 @@ def init_distributed(
             f"{addr}:{port}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
     return DistContext(info, dev, backend, f"{addr}:{port}")
+
+
+def local_context(device: str = "auto", num_threads: int = 0) -> DistContext:
+    """A one-process context whatever the launcher: for work that each rank of an MPI job does
+    on its own (e.g. every rank training a different ablation with ``train_model(ctx=...)``)."""
+    info = LaunchInfo("single", 0, 1, 0, 1)
+    launched = detect_launch()
+    dev = best_device(launched.local_rank, device)
+    configure_threads(num_threads, launched.local_size)
+    return DistContext(info, dev, "none")
