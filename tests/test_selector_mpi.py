@@ -139,3 +139,46 @@ def test_mpmd_coupler_ranks_feed_selector_ranks(tmp_path):
     sel, _ = load_selected(ckpt)
     assert len(pooled) + len(sel["ids"]) == 120 and len(sel["ids"]) == 3
     assert len(set(pooled.tolist()) | set(sel["ids"].tolist())) == 120
+
+
+@pytest.mark.mpi
+def test_service_restart_on_another_rank_count_continues_the_reference(run_mpi, tmp_path):
+    """``select --once`` on 2 ranks, new spool files, ``select --once`` on 3 ranks: the picks are
+    those of the reference over both rounds (the pools were redistributed in between)."""
+    import yaml
+
+    from mummi_ml.patch import PatchBatch, mean_concentrations, write_patches
+    from mummi_ml.selector import reference_select
+
+    rng = np.random.default_rng(8)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "selector": {"state_dir": str(tmp_path / "state"), "spool_dir": str(spool),
+                     "embedding": "mean_concentrations", "poll_interval_s": 0.05,
+                     "files_per_poll": 1},
+        "jobs": {"slots": 4, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.1},
+    }))
+    batches = []
+    for i in range(8):
+        x = rng.random((25, 37, 37, 14), dtype=np.float32)
+        b = PatchBatch.from_arrays(x, np.zeros((25, 2), np.int32),
+                                   ids=np.arange(25 * i, 25 * i + 25, dtype=np.uint64))
+        batches.append(b)
+    for i in range(4):
+        write_patches(spool / f"a{i}.h5", batches[i])
+    args = ["-m", "mummi_ml", "select", "--config", str(cfg), "--once", "--weights",
+            str(tmp_path / "w.json")]
+    run_mpi(2, args, timeout=240)
+    for i in range(4, 8):
+        write_patches(spool / f"b{i}.h5", batches[i])
+    run_mpi(3, args, timeout=240)
+    z = mean_concentrations(np.concatenate([b.x for b in batches]))
+    ids = np.concatenate([b.ids for b in batches])
+    p1, _ = reference_select(z[:100], ids[:100], 4)
+    rest = np.setdiff1d(np.arange(200), p1)
+    p2, _ = reference_select(z[rest], ids[rest], 4, selected_z=z[p1])
+    w = json.loads((tmp_path / "w.json").read_text())
+    assert w["ids"] == ids[p1].tolist() + ids[rest][p2].tolist()
+    assert sum(w["weights"]) == 200  # 8 selected + 192 unselected candidates

@@ -274,6 +274,27 @@ class SelectorService:
             self._last["report"] = now
         return flags
 
+    def _wait_for_jobs(self) -> None:
+        """Every rank waits (sleeping, not spinning in MPI) until rank 0 has no active job or
+        ``wait_timeout_s`` passed."""
+        end = time.monotonic() + self.s.wait_timeout_s
+        while True:
+            active = 0
+            if self.rank == 0:
+                self.emitter.poll()
+                self._emit_pending()
+                c = self.emitter.counts()
+                active = c["submitting"] + c["pending"] + c["running"]
+            active, stop = allreduce_max(self.comm, np.array([active, self._stop], np.int64))
+            if active == 0 or stop:
+                return
+            if time.monotonic() > end:
+                if self.rank == 0:
+                    log.warning("--once: %d jobs still active after %.0f s", active,
+                                self.s.wait_timeout_s)
+                return
+            time.sleep(self.cfg.jobs.poll_interval_s)
+
     def run(self, once: bool = False) -> int:
         """Serve until SIGTERM (or, with ``once``, until the sources are drained, the free slots
         filled and the jobs done). Checkpoints before returning. Returns the exit status."""
@@ -286,12 +307,7 @@ class SelectorService:
                 free = self._free_slots()
                 if free > 0:
                     self.select(free)
-                if self.rank == 0:
-                    try:
-                        self.emitter.wait(self.s.wait_timeout_s)
-                    except MummiMLError as exc:  # JobWaitTimeout: checkpoint all the same
-                        log.warning("--once: %s", exc)
-                    self.emitter.poll()
+                self._wait_for_jobs()
                 break
             if not flags[_INPUT]:
                 time.sleep(self.s.poll_interval_s)
