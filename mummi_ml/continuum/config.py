@@ -180,7 +180,7 @@ class ProteinInteractionConfig(StrictModel):
     )
     core_kT: float = Field(10.0, ge=0, description="soft-core repulsion height at contact (kT)")
     lipid_drift_scale: float = Field(
-        10.0,
+        3.0,
         ge=0,
         description="effective number of lipids a protein couples to: its energy is this times "
         "sum_a eps_a <c_a> over its reach (dimensionless); drives drift along favoured lipids",
