@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,48 @@ def test_checkpoint_and_resume_under_two_ranks_equal_one_uninterrupted_process(
     run_mpi(2, ["-c", _TRAIN, str(data_file), str(tmp_path), "2", "1"], timeout=240)
     _assert_same(_weights(tmp_path / "rank1-of-2.pt"), _weights(tmp_path / "rank0-of-2.pt"), 0.0)
     _assert_same(_weights(tmp_path / "weights.pt"), reference, atol=1e-5)
+
+
+_INTERRUPTIBLE = r"""
+import os, sys
+from pathlib import Path
+from mummi_ml.metric import *
+from mummi_ml.parallel import init_distributed
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+ctx = init_distributed("cpu", 1)
+(out.parent / f"pid{ctx.rank}").write_text(str(os.getpid()))
+tc = TrainConfig(epochs=50, batch_size=16, val_max_patches=16, val_metric_patches=8)
+try:
+    train_model(ModelConfig(), LossConfig(), tc, [data], out, progress=False, ctx=ctx)
+except TrainingInterrupted as exc:
+    print("INTERRUPTED", ctx.rank, exc.epoch, exc.step, flush=True)
+    ctx.close()
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(data_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    cmd = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", "2", sys.executable, "-c",
+           _INTERRUPTIBLE, str(data_file), str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 180
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.kill(int((tmp_path / "pid1").read_text()), signal.SIGUSR1)  # rank 1 only
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 3, stderr[-2000:]
+    stops = sorted(line.split()[1:] for line in stdout.splitlines() if "INTERRUPTED" in line)
+    assert [s[0] for s in stops] == ["0", "1"]
+    assert stops[0][1:] == stops[1][1:]  # same epoch and step on both ranks
