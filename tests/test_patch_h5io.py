@@ -189,3 +189,42 @@ def test_file_is_self_describing_for_h5_tools(tmp_path, rng):
         assert f["centre_nm"].attrs["units"] == "nm"
         assert "description" in f["x"].attrs
         assert f["x"].compression == "gzip"
+
+
+def test_non_integer_schema_attributes_are_rejected_in_one_line(tmp_path, rng):
+    write_patches(tmp_path / "p.h5", make_batch(rng, 3))
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        f.attrs["schema_version"] = "one"
+    with pytest.raises(PatchFileError, match="'schema_version' is not an integer"):
+        PatchFile(tmp_path / "p.h5")
+
+
+def test_dataset_of_the_wrong_dtype_is_rejected(tmp_path, rng):
+    write_patches(tmp_path / "p.h5", make_batch(rng, 3))
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        del f["id"]
+        f["id"] = np.array([b"a", b"b", b"c"])
+    with pytest.raises(PatchFileError, match="dataset 'id' has dtype"):
+        PatchFile(tmp_path / "p.h5")
+
+
+def test_writer_rejects_metadata_of_the_wrong_shape_and_keeps_the_file_readable(tmp_path, rng):
+    good = make_batch(rng, 4)
+    with PatchWriter(tmp_path / "p.h5") as w:
+        w.append(good)
+        bad = make_batch(rng, 3, id0=10)
+        bad.centre_nm = np.zeros((3, 3), np.float32)
+        with pytest.raises(PatchValidationError, match="'centre_nm' has shape"):
+            w.append(bad)
+    assert_batches_equal(read_patches(tmp_path / "p.h5"), good)
+
+
+def test_writer_that_cannot_create_its_directory_raises_a_patch_file_error(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(PatchFileError, match="cannot create"):
+        PatchWriter(tmp_path / "file" / "p.h5")
+
+
+def test_fractional_protein_counts_are_rejected():
+    with pytest.raises(PatchValidationError, match="whole numbers"):
+        PatchBatch.from_arrays(np.zeros((1, 37, 37, 14)), np.array([[1.7, 0.2]]))

@@ -199,3 +199,59 @@ def test_once_with_a_trained_metric_picks_the_reference_and_tags_jobs(tmp_path, 
     job = json.loads((tmp_path / "state" / "jobs" / str(batch.ids[pos[0]]) / "job.json")
                      .read_text())
     assert metric.version in json.dumps(job)
+
+
+def test_a_file_with_malformed_attributes_is_quarantined_and_the_rest_ingested(tmp_path, rng):
+    (tmp_path / "spool").mkdir()
+    write_patches(tmp_path / "spool" / "a.h5", make_batch(rng, 0, 5))
+    write_patches(tmp_path / "spool" / "b.h5", make_batch(rng, 5, 5))
+    with h5py.File(tmp_path / "spool" / "b.h5", "r+") as f:
+        f.attrs["n_patches"] = "five"
+    svc = SelectorService(make_config(tmp_path))
+    svc.step(once=True)
+    assert sorted(svc.pool.ids.tolist()) == list(range(5))
+    note = tmp_path / "spool" / "quarantine" / "b.h5.reason.json"
+    assert "n_patches" in json.loads(note.read_text())["reason"]
+
+
+def test_patches_whose_embedding_is_not_finite_are_quarantined(tmp_path, rng):
+    from mummi_ml.selector import Embedding
+
+    def embed(x):
+        z = mean_concentrations(x)
+        z[x[:, 0, 0, 0] > 0.5] = np.nan
+        return z
+
+    (tmp_path / "spool").mkdir()
+    batch = make_batch(rng, 0, 40)
+    write_patches(tmp_path / "spool" / "a.h5", batch)
+    svc = SelectorService(make_config(tmp_path), embedding=Embedding(embed, "nan-test", 14))
+    svc.step(once=True)
+    bad = set(batch.ids[batch.x[:, 0, 0, 0] > 0.5].tolist())
+    assert bad and set(svc.ingestor.quarantined_ids.tolist()) == bad
+    assert set(svc.pool.ids.tolist()) | set(svc.selected.ids.tolist()) == set(range(40)) - bad
+    assert set(svc.ingestor.quarantined_codes.tolist()) == {4}
+
+
+def test_a_pick_that_cannot_be_emitted_is_given_up_and_does_not_block_the_next(tmp_path, rng):
+    from mummi_ml.selector.service import EMIT_FAILED_LOG, MAX_EMIT_ATTEMPTS
+
+    (tmp_path / "spool").mkdir()
+    write_patches(tmp_path / "spool" / "a.h5", make_batch(rng, 0, 20))
+    svc = SelectorService(make_config(tmp_path))
+    svc.step(once=True)
+    real_get = svc.payloads.get
+    svc.select(1)
+    broken = int(svc.selected.ids[0])
+    svc.payloads.get = lambda *a: (_ for _ in ()).throw(OSError("payload segment lost"))
+    svc.selected.emitted[0] = False
+    svc.emitter.emitted = lambda pid: False
+    for _ in range(MAX_EMIT_ATTEMPTS):
+        svc._emit_pending()
+    assert svc.selected.emitted[0]
+    svc.payloads.get = real_get
+    del svc.emitter.emitted
+    svc.select(1)
+    assert svc.emitter.emitted(int(svc.selected.ids[1]))
+    lines = (tmp_path / "state" / EMIT_FAILED_LOG).read_text().splitlines()
+    assert [json.loads(s)["id"] for s in lines] == [broken]

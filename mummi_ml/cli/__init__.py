@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mummi-ml {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (MummiMLError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (MummiMLError, OSError) as exc:
         if args.debug:
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from mummi_ml.errors import PatchValidationError
 from mummi_ml.patch.constants import PATCH_SHAPE, patch_class
 
 __all__ = ["PatchBatch", "META_FIELDS"]
@@ -97,7 +98,10 @@ class PatchBatch:
         """
         x = np.asarray(x, dtype=np.float32)
         n = len(x)
-        y = np.asarray(y, dtype=np.int32)
+        y = np.asarray(y)
+        if y.dtype.kind == "f" and not (np.isfinite(y) & (y == np.round(y))).all():
+            raise PatchValidationError("y: protein counts must be whole numbers")
+        y = y.astype(np.int32)
         meta = {
             "ids": np.arange(n, dtype=np.uint64) if ids is None else ids,
             "replica": replica,

@@ -82,6 +82,25 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
+    """An integer file attribute, or PatchFileError naming it."""
+    value = attrs.get(key, default)
+    try:
+        if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise PatchFileError(f"{path}: attribute {key!r} is not an integer: {value!r}") from None
+
+
 class PatchWriter:
     """Write patches to a new HDF5 file in batches; the file appears under ``path`` on close.
 
@@ -110,13 +129,22 @@ class PatchWriter:
         if not 0 <= compression_level <= 9:
             raise ValueError(f"compression_level: expected 0-9, got {compression_level}")
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._seen_ids: set[int] = set()
         self._n = 0
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.tmp_path, "w")
         except OSError as exc:
             raise PatchFileError(f"{self.tmp_path}: cannot create ({exc})") from None
+        try:
+            self._init_layout(attrs, chunk_patches, compression_level)
+        except Exception as exc:
+            self.abort()
+            raise PatchFileError(f"{self.path}: cannot set up the file ({exc})") from None
+
+    def _init_layout(
+        self, attrs: dict[str, Any] | None, chunk_patches: int, compression_level: int
+    ) -> None:
         f = self._file
         f.attrs["schema"] = SCHEMA
         f.attrs["schema_version"] = SCHEMA_VERSION
@@ -159,12 +187,24 @@ class PatchWriter:
             dup = next(i for i in ids if i in self._seen_ids)
             raise PatchValidationError(f"{self.path}: patch id {dup} already written to this file")
         n_new = len(batch)
+        for name, (_, shape) in _FIELD_SHAPES.items():
+            arr = np.asarray(getattr(batch, name))
+            if arr.shape != (n_new, *shape):
+                raise PatchValidationError(
+                    f"{self.path}: field {name!r} has shape {list(arr.shape)}, "
+                    f"expected {[n_new, *shape]}"
+                )
         if n_new == 0:
             return
-        for name in _FIELD_SHAPES:
-            ds = self._file[_DATASETS[name][0]]
-            ds.resize(self._n + n_new, axis=0)
-            ds[self._n :] = getattr(batch, name)
+        try:
+            for name in _FIELD_SHAPES:
+                ds = self._file[_DATASETS[name][0]]
+                ds.resize(self._n + n_new, axis=0)
+                ds[self._n :] = getattr(batch, name)
+        except Exception as exc:
+            for name in _FIELD_SHAPES:  # roll back: every dataset keeps the old length
+                self._file[_DATASETS[name][0]].resize(self._n, axis=0)
+            raise PatchFileError(f"{self.path}: cannot append the batch ({exc})") from None
         self._seen_ids.update(ids)
         self._n += n_new
 
@@ -175,6 +215,7 @@ class PatchWriter:
         self._file.attrs["n_patches"] = self._n
         self._file.close()
         self._file = None
+        _fsync(self.tmp_path)  # the data is on disk before the name says the file is complete
         os.replace(self.tmp_path, self.path)
         return self.path
 
@@ -222,7 +263,7 @@ class PatchFile:
         a = self._file.attrs
         if _decode(a.get("schema")) != SCHEMA:
             raise PatchFileError(f"{self.path}: not a mummi-ml patch file (no schema={SCHEMA!r})")
-        version = int(a.get("schema_version", -1))
+        version = _int_attr(self.path, a, "schema_version", -1)
         if version > SCHEMA_VERSION:
             raise PatchFileError(
                 f"{self.path}: schema version {version} is newer than this mummi-ml reads "
@@ -232,12 +273,18 @@ class PatchFile:
             raise PatchFileError(f"{self.path}: invalid schema_version {version}")
         if "n_patches" not in a:
             raise PatchFileError(f"{self.path}: incomplete file (writer did not close it)")
-        n = int(a["n_patches"])
-        for name, (_, shape) in _FIELD_SHAPES.items():
+        n = _int_attr(self.path, a, "n_patches", -1)
+        if n < 0:
+            raise PatchFileError(f"{self.path}: invalid n_patches {a['n_patches']!r}")
+        for name, (dtype, shape) in _FIELD_SHAPES.items():
             dset = _DATASETS[name][0]
-            if dset not in self._file:
+            if dset not in self._file or not isinstance(self._file[dset], h5py.Dataset):
                 raise PatchFileError(f"{self.path}: missing dataset {dset!r}")
             ds = self._file[dset]
+            if ds.dtype.kind != dtype.kind:
+                raise PatchFileError(
+                    f"{self.path}: dataset {dset!r} has dtype {ds.dtype}, expected {dtype}"
+                )
             if ds.shape != (n, *shape):
                 raise PatchFileError(
                     f"{self.path}: dataset {dset!r} has shape {list(ds.shape)}, "

@@ -34,8 +34,12 @@ def make_embedding(cfg: SelectorConfig) -> Embedding:
             "None (train one with `mummi-ml train`, or set selector.embedding=mean_concentrations)"
         )
     from mummi_ml.metric import Metric
+    from mummi_ml.parallel import best_device, detect_launch
 
-    device = None if cfg.device == "auto" else cfg.device
+    if cfg.device == "auto":  # one GPU per local rank, as in training
+        device = str(best_device(detect_launch().local_rank))
+    else:
+        device = cfg.device
     metric = Metric.load(cfg.model_dir, device=device)
     bs = cfg.embed_batch_size
     return Embedding(lambda x: metric.embed(x, batch_size=bs), metric.version, metric.latent_dim)

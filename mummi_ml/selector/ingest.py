@@ -29,7 +29,8 @@ __all__ = ["Ingestor", "QUARANTINE_CODES"]
 
 log = logging.getLogger("mummi_ml.selector")
 
-QUARANTINE_CODES = {1: "invalid patch", 2: "duplicate id", 3: "malformed batch"}
+QUARANTINE_CODES = {1: "invalid patch", 2: "duplicate id", 3: "malformed batch",
+                    4: "non-finite embedding"}
 """Reason codes stored with quarantined patch ids (details are in the quarantine log)."""
 
 Embedder = Callable[[np.ndarray], np.ndarray]
@@ -149,16 +150,24 @@ class Ingestor:
                                  origin)
                 b = b.subset(np.flatnonzero(~d))
             if len(b):
-                added += self._add(b)
+                added += self._add(b, origin)
         self._evict()
         self.seconds += time.perf_counter() - t0
         return added
 
-    def _add(self, b: PatchBatch) -> int:
+    def _add(self, b: PatchBatch, origin: str = "") -> int:
         z = np.concatenate([
             np.asarray(self.embed(b.x[lo : lo + self.embed_batch_size]), dtype=np.float32)
             for lo in range(0, len(b), self.embed_batch_size)
         ])
+        bad = ~np.isfinite(z).all(axis=1)  # e.g. finite but huge concentrations overflow
+        if bad.any():
+            self._quarantine(b.ids[bad], 4, [f"id {i}: embedding has NaN or inf"
+                                             for i in b.ids[bad].tolist()], origin)
+            keep = np.flatnonzero(~bad)
+            b, z = b.subset(keep), z[keep]
+            if len(b) == 0:
+                return 0
         s = self.engine.selected
         dk = self.nn.query(z, s.z)
         src, seg, rows = self.payloads.put(b)

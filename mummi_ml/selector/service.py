@@ -5,7 +5,9 @@ selector ranks; decisions (stop, checkpoint, report) are agreed by one ``Allredu
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -33,6 +35,17 @@ __all__ = ["SelectorService"]
 
 log = logging.getLogger("mummi_ml.selector")
 _STOP, _CKPT, _REPORT, _INPUT, _OPEN = range(5)
+MAX_EMIT_ATTEMPTS = 5
+"""Attempts to emit a pick (read its payload, build its job) before it is given up."""
+EMIT_FAILED_LOG = "emit_failed.jsonl"
+"""Picks whose job could not be built (JSON lines in the state directory)."""
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class SelectorService:
@@ -84,6 +97,7 @@ class SelectorService:
             self.spool.retire([p.name for p in adopted if p.name in covered])
             self._backlog = [p for p in adopted if p.name not in covered]
         self._ingested_files: list[str] = []
+        self._emit_failures: dict[int, int] = {}  # pick id -> failed emit attempts
         self.emitter = None
         if self.rank == 0:
             self.emitter = (emitter_factory or self._default_emitter)(self.state_dir)
@@ -171,8 +185,14 @@ class SelectorService:
             for f in files:
                 try:
                     b = self.spool.read(f)
-                except (PatchFileError, OSError) as exc:
-                    self.spool.quarantine(f, str(exc))
+                except Exception as exc:  # noqa: BLE001 - never die of input: quarantine it
+                    reason = str(exc) if isinstance(exc, PatchFileError) else (
+                        f"{f.name}: unreadable ({type(exc).__name__}: {exc})")
+                    try:
+                        self.spool.quarantine(f, reason)
+                    except OSError as qexc:
+                        log.error("rank %d: cannot quarantine %s: %s", self.rank, f.name, qexc)
+                        continue
                     self.ingestor.counters["quarantined_files"] += 1
                     log.warning("rank %d: quarantined file %s: %s", self.rank, f.name, exc)
                     continue
@@ -197,9 +217,19 @@ class SelectorService:
                 try:
                     patch = self.payloads.get(int(s.src[q]), int(s.seg[q]), int(s.row[q]))
                     em.emit(patch, float(s.novelty[q]), self.emb.version)
-                except (MummiMLError, OSError) as exc:
-                    log.error("emit of patch %d failed: %s (will retry)", pid, exc)
-                    return
+                except (MummiMLError, OSError, ValueError) as exc:
+                    n = self._emit_failures.get(pid, 0) + 1
+                    self._emit_failures[pid] = n
+                    if n < MAX_EMIT_ATTEMPTS:
+                        log.error("emit of patch %d failed: %s (attempt %d of %d, will retry)",
+                                  pid, exc, n, MAX_EMIT_ATTEMPTS)
+                        return
+                    # give up on this pick so the picks after it are not held back forever
+                    log.error("emit of patch %d failed %d times, recorded in %s: %s",
+                              pid, n, EMIT_FAILED_LOG, exc)
+                    _append_line(self.state_dir / EMIT_FAILED_LOG,
+                                 {"id": pid, "attempts": n, "reason": str(exc),
+                                  "time": time.time()})
             s.emitted[q] = True
 
     def _free_slots(self) -> int:
@@ -231,10 +261,10 @@ class SelectorService:
             self.spool.retire(self._ingested_files)
         self._ingested_files = []
         s = self.selected
-        locs = np.concatenate([
-            np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64),
-            np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64),
-        ])
+        locs = [np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64)]
+        if self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
+            locs.append(np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64))
+        locs = np.concatenate(locs)
         live, _ = allgather_rows(self.comm, np.unique(locs, axis=0).reshape(-1, 2))
         self.payloads.collect_garbage({(int(a), int(b)) for a, b in live})
         self.last_checkpoint = {"seq": self.ckpt_seq, "time": t}

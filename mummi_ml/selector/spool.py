@@ -15,6 +15,7 @@ from already covers it).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 from mummi_ml.patch import PatchBatch, read_patches
 
 __all__ = ["SpoolSource"]
+
+log = logging.getLogger("mummi_ml.selector")
 
 
 def _unique(dest: Path) -> Path:
@@ -72,10 +75,14 @@ class SpoolSource:
         for f in files:
             if len(got) >= self.files_per_poll:
                 break
-            dest = self.claimed_dir / f.name
+            # only this rank writes its claimed directory, so a unique name stays unique
+            dest = _unique(self.claimed_dir / f.name)
             try:
                 os.rename(f, dest)
             except FileNotFoundError:  # another rank was faster
+                continue
+            except OSError as exc:
+                log.warning("spool: cannot claim %s: %s", f.name, exc)
                 continue
             got.append(dest)
         return got
