@@ -176,7 +176,11 @@ def main() -> None:
                 res["embed_patches_per_cpu_s_1thread"] = statistics.median(cpu)
         res["embed_profile"] = profile_top(lambda: m.embed(x[:4096]))
         if torch.cuda.is_available():
-            gtr = _trainer(data, tmp / "rung", ctx, "cuda")
+            from mummi_ml.parallel import local_context
+
+            gctx = local_context("cuda")  # the CPU context above would train on the CPU
+            gtr = _trainer(data, tmp / "rung", gctx, "cuda")
+            assert gtr.ctx.device.type == "cuda"
             gm = model_dir(tmp / "g", "cuda")
             big = np.repeat(x, max(1, 65536 // len(x)), axis=0)
             res["gpu"] = {
