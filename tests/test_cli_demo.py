@@ -20,7 +20,8 @@ def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return subprocess.run(
         [sys.executable, "-m", "mummi_ml", "demo",
-         "--config", str(REPO / "configs/quickstart.yaml"), "--out", str(out), "--patches", "400", "--no-progress", *TINY, *extra],
+         "--config", str(REPO / "configs/quickstart.yaml"), "--out", str(out),
+         "--patches", "400", "--no-progress", *TINY, *extra],
         capture_output=True, text=True, timeout=900, env=env, cwd=out.parent,
     )
 
