@@ -311,3 +311,15 @@ def test_two_campaigns_never_share_a_job_name(tmp_path):
     b = make_emitter(tmp_path / "b", name_prefix="same-")
     assert a.job_name(1, 1) != b.job_name(1, 1)
     assert a.job_name(1, 1) == make_emitter(tmp_path / "a", name_prefix="same-").job_name(1, 1)
+
+
+def test_a_shared_jobs_root_never_runs_another_campaigns_job(tmp_path):
+    shared = tmp_path / "shared_jobs"
+    a = make_emitter(tmp_path / "a", jobs_root=str(shared))
+    a.emit(make_patch(7), novelty=1.0, model_version="v")
+    a.wait(timeout_s=60)
+    b = make_emitter(tmp_path / "b", jobs_root=str(shared))  # recover sees patch 7's dir
+    assert not b.emitted(7)
+    with pytest.raises(EmitterError, match="belongs to campaign"):
+        b.emit(make_patch(7), novelty=1.0, model_version="v")
+    assert runs(a, 7) == ["7"]

@@ -22,6 +22,7 @@ campaign has its own name. States are
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobState
 from mummi_ml.backends.config import JobsConfig
-from mummi_ml.backends.jobdir import PATCH_FILE, JobDirError, JobDirs
+from mummi_ml.backends.jobdir import JOB_JSON, PATCH_FILE, JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal
 from mummi_ml.errors import MummiMLError
 from mummi_ml.patch import PatchBatch
@@ -129,6 +130,14 @@ class JobEmitter:
         }
         return [element.format(**values) for element in self.cfg.command]
 
+    def _campaign_of(self, patch_id: int) -> str | None:
+        """The campaign tag in a job directory's ``job.json`` (None if unreadable or absent)."""
+        try:
+            meta = json.loads((self.job_dir(patch_id) / JOB_JSON).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta.get("campaign") if isinstance(meta, dict) else None
+
     # ---- public API ----------------------------------------------------------------------------
 
     def recover(self) -> None:
@@ -143,7 +152,16 @@ class JobEmitter:
         for event in self.journal.replay():
             self._apply(event)
         self.dirs.remove_half_built()
-        orphans = [pid for pid in self.dirs.patch_ids() if pid not in self.records]
+        orphans = []
+        for pid in self.dirs.patch_ids():
+            if pid in self.records:
+                continue
+            owner = self._campaign_of(pid)
+            if owner == self.tag:
+                orphans.append(pid)
+            else:  # e.g. a jobs_root shared with another campaign: never run its jobs
+                log.warning("job dir of patch %d belongs to campaign %r, not %r: left alone",
+                            pid, owner, self.tag)
         self._compact()
         for pid in orphans:
             log.warning("job dir of patch %d has no journal intent: submitting it now", pid)
@@ -188,11 +206,15 @@ class JobEmitter:
                 f"emit: no free MD slot (jobs.slots={self.cfg.slots}, active={active})"
             )
         if job_dir.exists():
+            owner = self._campaign_of(pid)
+            if owner != self.tag:
+                raise EmitterError(f"emit: {job_dir} belongs to campaign {owner!r}, not "
+                                   f"{self.tag!r} (is jobs_root shared with another campaign?)")
             # a crash after the directory was made but before the intent: reuse it as it is
             log.warning("job dir %s exists without a journal intent: reusing it", job_dir)
         else:
             meta = JobDirs.meta(patch, novelty, model_version, self.backend.name)
-            self.dirs.create(patch, meta)
+            self.dirs.create(patch, {**meta, "campaign": self.tag})
         return self._start_attempt(pid, 1).name
 
     def poll(self) -> list[dict[str, Any]]:
