@@ -156,6 +156,7 @@ def test_evaluate_command_writes_metrics_figures_and_a_self_contained_report(
         _patches(
             rng, 24, protein_id=np.repeat([0, 1, 2], 8), time_us=np.tile(np.arange(8) * 0.1, 3)
         ),
+        attrs={"kind": "histories"},
     )
     out = tmp_path / "report"
     status = main(
@@ -220,3 +221,14 @@ def test_evaluate_command_reports_a_missing_data_file(tmp_path, model_dir, capsy
     )
     assert status == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_evaluate_command_refuses_a_patch_file_given_as_histories(tmp_path, model_dir, rng,
+                                                                   capsys):
+    data = tmp_path / "val.h5"
+    write_patches(data, _patches(rng, 30), attrs={"kind": "frames"})
+    status = main(["evaluate", "--model", str(model_dir), "--data", str(data), "--histories",
+                   str(data), "--out", str(tmp_path / "o"), "--no-progress", "--no-baselines",
+                   "--set", "evaluate.tsne_points=20"])
+    assert status == 2
+    assert "not a histories file (kind='frames')" in capsys.readouterr().err

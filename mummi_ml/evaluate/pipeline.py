@@ -162,6 +162,14 @@ def run_evaluation(
     from mummi_ml.metric import Metric
 
     cfg = cfg or EvaluateConfig()
+    if histories is not None:  # checked before hours of work, not after
+        with open_patches(histories) as ds:
+            kind = ds.attrs.get("kind")
+        if kind != "histories":
+            raise EvaluationError(
+                f"--histories {histories}: not a histories file (kind={kind!r}); write one "
+                "with `mummi-ml simulate --histories K`"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -318,6 +326,7 @@ def run_evaluation(
         log(f"time: histories {histories}")
         with open_patches(histories) as ds:
             hb = ds.read()
+        hb = hb.subset(np.flatnonzero(hb.protein_id >= 0))
         hz = embed_all(main, hb.x)
         curve = time_difference_curve(hz, hb.protein_id, hb.time_us)
         fit = fit_decorrelation(curve, diffusive)
