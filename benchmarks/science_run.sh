@@ -6,14 +6,17 @@
 #
 #   bash benchmarks/science_run.sh [OUT]          # default OUT=runs/science; about 1.5 h on 2 cores
 #
-# Sizes (environment): N_TRAIN (40000), N_EVAL (30000), EPOCHS (24). Each step is skipped when its
-# output is complete, so an interrupted run continues where it stopped.
+# Sizes (environment): N_TRAIN (40000), N_EVAL (30000 patches simulated per held-out/campaign
+# file), EPOCHS (24), EVAL_POINTS (20000 of them evaluated: every criterion exact over all pairs,
+# ~2e8 pairs, for 3 baselines + 8 models + the campaign rows). Each step is skipped when its output
+# is complete, so an interrupted run continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/science}
 N_TRAIN=${N_TRAIN:-40000}
 N_EVAL=${N_EVAL:-30000}
 EPOCHS=${EPOCHS:-24}
+EVAL_POINTS=${EVAL_POINTS:-20000}
 BIN=${BIN:-.venv/bin}
 mkdir -p "$OUT"
 log() { echo "science_run: $(date -u +%H:%M:%S) $*" >&2; }
@@ -55,7 +58,7 @@ log "base model + six loss ablations at an equal budget (configs/sweep_ablations
 S=$OUT/sweep/runs
 log "evaluate"
 unset OMP_NUM_THREADS
-"$BIN/mummi-ml" evaluate "${CFG[@]}" --no-progress --model "$OUT/model" \
+"$BIN/mummi-ml" evaluate "${CFG[@]}" --set evaluate.n_points="$EVAL_POINTS" --model "$OUT/model" \
   --data "$OUT/heldout.h5" --campaign "$OUT/campaign.h5" --histories "$OUT/heldout.histories.h5" \
   --ablation "all three (sweep budget)=$S/base" \
   --ablation "L_inv=$S/ablation_L_inv" --ablation "L_rad=$S/ablation_L_rad" \
