@@ -51,6 +51,20 @@ def test_lazy_greedy_picks_what_the_reference_picks(rng, kk, quotas):
     assert not np.isin(pool.ids, ids[ref]).any()
 
 
+@pytest.mark.parametrize("kk", [1, 3])
+def test_a_cold_start_deep_into_the_pool_picks_what_the_reference_picks(rng, kk):
+    # a tiny frontier and many picks: the head re-splits many times and refreshed rows have
+    # seen many different numbers of picks
+    z, ids, cls = _data(rng, 6000, d=9)
+    pool, s = _pool(z, ids, cls, kk)
+    engine = LazyGreedy(pool, s, frontier_size=4)
+    picks = engine.select(120)
+    ref, nov = reference_select(z, ids, 120, classes=cls, knn_k=kk)
+    assert [p.id for p in picks] == ids[ref].tolist()
+    assert [p.novelty for p in picks] == nov.tolist()
+    assert engine.stats["grown"] > 20
+
+
 def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
     z, ids, cls = _data(rng, 20000)
     s = SelectedSet(5)

@@ -104,15 +104,22 @@ class LazyGreedy:
         if len(idx) == 0:
             return
         self.stats["refreshed"] += len(idx)
-        lo = int(p.seen[idx].min())
-        sz = s.z[lo:m]
-        rows = max(1, MAX_BLOCK // max(1, m - lo))
-        for a in range(0, len(idx), rows):
-            ch = idx[a : a + rows]
-            d = distances(p.z[ch], sz)  # [c, m - lo]
+        # rows in order of the picks they have seen; each chunk starts at its first row's
+        # count, so a row recomputes at most ~25% more picks than it missed (a recomputed
+        # distance is bit-identical, and the k-nearest mask below skips it)
+        idx = idx[np.argsort(p.seen[idx], kind="stable")]
+        seen = p.seen[idx]
+        a = 0
+        while a < len(idx):
+            lo = int(seen[a])
+            rows = max(1, MAX_BLOCK // max(1, m - lo))
+            b = min(a + rows, int(np.searchsorted(seen, lo + max(8, (m - lo) // 4), "right")))
+            ch = idx[a:b]
+            d = distances(p.z[ch], s.z[lo:m])  # [c, m - lo]
             if p.kk > 1:  # do not count a pick twice in the k nearest
-                d[np.arange(m - lo)[None, :] < (p.seen[ch] - lo)[:, None]] = np.inf
+                d[np.arange(m - lo)[None, :] < (seen[a:b] - lo)[:, None]] = np.inf
             p.dk[ch] = merge_nearest(p.dk[ch], d)
+            a = b
         p.seen[idx] = m
 
     def refresh_all(self) -> None:
@@ -137,9 +144,11 @@ class LazyGreedy:
             sel = cls == c
             self._blocks.append(self._split(live[sel], s[sel]))
 
-    def _split(self, idx: np.ndarray, s: np.ndarray) -> list:
-        """[head indices sorted by bound desc, their bounds, pointer, tail indices, tail bounds]."""
-        b = 8 * self.k0
+    def _split(self, idx: np.ndarray, s: np.ndarray, b: int = 0) -> list:
+        """[head indices sorted by bound desc, their bounds, pointer, tail indices, tail bounds]:
+        a head of ``b`` (default ``8 * frontier_size``) candidates; each re-split of the tail
+        doubles it, so a cold start that walks deep into the pool re-splits O(log n) times."""
+        b = max(b, 8 * self.k0)
         if len(idx) <= b:
             o = np.argsort(-s, kind="stable")
             return [idx[o], s[o], 0, idx[:0], s[:0]]
@@ -173,7 +182,7 @@ class LazyGreedy:
                 need -= len(got)
                 out.append(got)
             elif len(tail):
-                self._blocks[c] = self._split(tail, ts)
+                self._blocks[c] = self._split(tail, ts, 2 * len(head))
             else:
                 break
         return np.concatenate(out)
@@ -277,7 +286,12 @@ class LazyGreedy:
                 self._alive[i] = False
                 self._front = self._front[self._front != i]
             if len(s) == 1:  # first pick of the campaign: every bound was inf
-                self.refresh(np.flatnonzero(self._alive))
+                if (p.seen == 0).all():  # the whole pool at once, without gathers
+                    p.dk[:] = merge_nearest(p.dk, distances(p.z, zp[None, :]))
+                    p.seen[:] = 1
+                    self.stats["refreshed"] += len(p)
+                else:
+                    self.refresh(np.flatnonzero(self._alive))
                 self._rebuild()
                 continue
             f = self._front
