@@ -252,11 +252,24 @@ def run_sweep(
                 file=sys.stderr,
                 flush=True,
             )
+        _release_memory()  # each run caches its training split; give it back before the next
     if comm is not None:
         comm.Barrier()
     if rank != 0:
         return None
     return collect_sweep(out, runs, scfg.dim_weight)
+
+
+def _release_memory() -> None:
+    """Collect reference cycles and return freed heap pages to the OS (glibc)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def collect_sweep(out: Path, runs: list[SweepRun], dim_weight: float = 0.5) -> dict:
