@@ -22,7 +22,6 @@ campaign has its own name. States are
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobState
 from mummi_ml.backends.config import JobsConfig
-from mummi_ml.backends.jobdir import JOB_JSON, PATCH_FILE, JobDirError, JobDirs
+from mummi_ml.backends.jobdir import PATCH_FILE, JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal
 from mummi_ml.errors import MummiMLError
 from mummi_ml.patch import PatchBatch
@@ -132,11 +131,7 @@ class JobEmitter:
 
     def _campaign_of(self, patch_id: int) -> str | None:
         """The campaign tag in a job directory's ``job.json`` (None if unreadable or absent)."""
-        try:
-            meta = json.loads((self.job_dir(patch_id) / JOB_JSON).read_text())
-        except (OSError, ValueError):
-            return None
-        return meta.get("campaign") if isinstance(meta, dict) else None
+        return (self.dirs.read_meta(patch_id) or {}).get("campaign")
 
     # ---- public API ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.errors import MummiMLError
+from mummi_ml.fsutil import fsync_path
 from mummi_ml.patch import PatchBatch, write_patches
 
 __all__ = ["JobDirs", "JobDirError", "PATCH_FILE", "JOB_JSON", "write_json_atomic"]
@@ -44,14 +45,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _fsync_path(path: Path, flags: int) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class JobDirs:
@@ -92,10 +85,10 @@ class JobDirs:
             write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
             (tmp / JOB_JSON).write_text(json.dumps({"patch_id": pid, **meta}, indent=1))
             for name in (PATCH_FILE, JOB_JSON):  # data on disk before the rename publishes it
-                _fsync_path(tmp / name, os.O_RDONLY)
-            _fsync_path(tmp, os.O_RDONLY)
+                fsync_path(tmp / name)
+            fsync_path(tmp)
             os.rename(tmp, final)  # atomic
-            _fsync_path(self.root, os.O_RDONLY)  # the new entry survives a node crash
+            fsync_path(self.root)  # the new entry survives a node crash
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -110,6 +103,14 @@ class JobDirs:
             write_json_atomic(path, meta)
         except (OSError, ValueError) as exc:
             log.warning("cannot update %s: %s", path, exc)
+
+    def read_meta(self, patch_id: int) -> dict[str, Any] | None:
+        """A job's ``job.json``, or None if it is missing or unreadable."""
+        try:
+            meta = json.loads((self.path(patch_id) / JOB_JSON).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
 
     def remove_half_built(self) -> int:
         """Delete directories left half-built by a crash; returns how many."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from mummi_ml import __version__
 from mummi_ml.errors import PatchFileError, PatchValidationError
+from mummi_ml.fsutil import fsync_path
 from mummi_ml.patch.batch import META_FIELDS, PatchBatch
 from mummi_ml.patch.constants import CHANNEL_NAMES, PATCH_SHAPE, PIXEL_SIZE_NM
 from mummi_ml.patch.validate import validate_batch
@@ -80,14 +81,6 @@ def _decode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
@@ -215,7 +208,7 @@ class PatchWriter:
         self._file.attrs["n_patches"] = self._n
         self._file.close()
         self._file = None
-        _fsync(self.tmp_path)  # the data is on disk before the name says the file is complete
+        fsync_path(self.tmp_path)  # the data is on disk before the name says the file is complete
         os.replace(self.tmp_path, self.path)
         return self.path
 

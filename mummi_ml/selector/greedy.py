@@ -285,13 +285,11 @@ class LazyGreedy:
             if pick.owner == self.rank:
                 self._alive[i] = False
                 self._front = self._front[self._front != i]
-            if len(s) == 1:  # first pick of the campaign: every bound was inf
-                if (p.seen == 0).all():  # the whole pool at once, without gathers
-                    p.dk[:] = merge_nearest(p.dk, distances(p.z, zp[None, :]))
-                    p.seen[:] = 1
-                    self.stats["refreshed"] += len(p)
-                else:
-                    self.refresh(np.flatnonzero(self._alive))
+            if len(s) == 1:  # first pick of the campaign: every bound was inf and every row
+                # has seen no pick, so the whole pool is updated at once, without gathers
+                p.dk[:] = merge_nearest(p.dk, distances(p.z, zp[None, :]))
+                p.seen[:] = 1
+                self.stats["refreshed"] += len(p)
                 self._rebuild()
                 continue
             f = self._front
