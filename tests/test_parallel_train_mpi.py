@@ -98,7 +98,7 @@ tc = TrainConfig(epochs=50, batch_size=16, val_max_patches=16, val_metric_patche
 try:
     train_model(ModelConfig(), LossConfig(), tc, [data], out, progress=False, ctx=ctx)
 except TrainingInterrupted as exc:
-    print("INTERRUPTED", ctx.rank, exc.epoch, exc.step, flush=True)
+    sys.stdout.write(f"INTERRUPTED {ctx.rank} {exc.epoch} {exc.step}\n")  # one write per line
     ctx.close()
     sys.exit(3)
 """
