@@ -38,6 +38,23 @@ def test_radial_profiles_match_brute_force(rng):
         np.testing.assert_allclose(u[n], brute_force_profiles(x[n], [5, 0, 13]), atol=1e-6)
 
 
+def test_radial_profiles_match_brute_force_across_block_boundaries(rng):
+    # 300 patches span three blocks of the batched gather, the last one partial
+    x = rng.normal(size=(300, 37, 37, 14)).astype(np.float32)
+    u = radial_profiles(x)
+    for n in (0, 127, 128, 255, 256, 299):
+        np.testing.assert_allclose(u[n], brute_force_profiles(x[n], list(range(8))), atol=1e-6)
+
+
+def test_radial_profiles_of_float64_input_equal_those_of_float32(rng):
+    x = rng.normal(size=(5, 37, 37, 14))
+    assert np.array_equal(radial_profiles(x), radial_profiles(x.astype(np.float32)))
+
+
+def test_radial_profiles_of_no_patches_is_empty():
+    assert radial_profiles(np.zeros((0, 37, 37, 14), np.float32)).shape == (0, 304)
+
+
 def test_radial_profiles_shape_is_38_per_channel(rng):
     x = rng.normal(size=(4, 37, 37, 14)).astype(np.float32)
     assert radial_profiles(x).shape == (4, 304)
