@@ -228,3 +228,14 @@ def test_writer_that_cannot_create_its_directory_raises_a_patch_file_error(tmp_p
 def test_fractional_protein_counts_are_rejected():
     with pytest.raises(PatchValidationError, match="whole numbers"):
         PatchBatch.from_arrays(np.zeros((1, 37, 37, 14)), np.array([[1.7, 0.2]]))
+
+
+def test_writer_without_fsync_still_renames_only_on_a_clean_close(tmp_path, rng):
+    x = rng.random((4, 37, 37, 14), dtype=np.float32)
+    batch = PatchBatch.from_arrays(x, np.zeros((4, 2), np.int32))
+    path = tmp_path / "p.h5"
+    with PatchWriter(path, durable=False) as w:
+        w.append(batch)
+        assert not path.exists()
+    with PatchFile(path) as f:
+        np.testing.assert_array_equal(f.read().x, x)

@@ -113,6 +113,18 @@ def test_spool_file_is_archived_only_after_a_checkpoint_covers_it(tmp_path, rng)
     assert not claimed.exists() and (tmp_path / "spool" / "archive" / "a.h5").exists()
 
 
+def test_checkpoint_flushes_the_payload_segments_it_refers_to(tmp_path, rng):
+    (tmp_path / "spool").mkdir()
+    write_patches(tmp_path / "spool" / "a.h5", make_batch(rng, 0, 5))
+    svc = SelectorService(make_config(tmp_path))
+    svc.step(once=True)
+    written = list(svc.payloads.unsynced)
+    assert len(written) == 1 and written[0].exists()  # written at ingest, not yet fsynced
+    svc.checkpoint()
+    assert svc.payloads.unsynced == []
+    assert svc.payloads.get(0, int(svc.pool.seg[0]), int(svc.pool.row[0])).ids[0] == svc.pool.ids[0]
+
+
 def test_eviction_removes_the_least_novel(tmp_path, rng):
     (tmp_path / "spool").mkdir()
     first = make_batch(rng, 0, 30)

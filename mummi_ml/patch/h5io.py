@@ -103,6 +103,9 @@ class PatchWriter:
             ``{"preset": "campaign"}``.
         chunk_patches: patches per HDF5 chunk (the unit of compression and of streaming reads).
         compression_level: gzip level 0-9 (0: no compression).
+        durable: fsync the data before the rename (default). False leaves the flush to the
+            caller (e.g. one :func:`~mummi_ml.fsutil.fsync_path` of many files before a
+            checkpoint that refers to them); the rename still only happens on a clean close.
 
     Use as a context manager; on an exception the temporary file is removed and nothing appears
     at ``path``. Every appended batch is validated (:func:`validate_batch`) and ids must be unique
@@ -115,8 +118,10 @@ class PatchWriter:
         attrs: dict[str, Any] | None = None,
         chunk_patches: int = 32,
         compression_level: int = 1,
+        durable: bool = True,
     ):
         self.path = Path(path)
+        self.durable = bool(durable)
         if chunk_patches < 1:
             raise ValueError(f"chunk_patches: expected >= 1, got {chunk_patches}")
         if not 0 <= compression_level <= 9:
@@ -208,7 +213,8 @@ class PatchWriter:
         self._file.attrs["n_patches"] = self._n
         self._file.close()
         self._file = None
-        fsync_path(self.tmp_path)  # the data is on disk before the name says the file is complete
+        if self.durable:  # the data is on disk before the name says the file is complete
+            fsync_path(self.tmp_path)
         os.replace(self.tmp_path, self.path)
         return self.path
 

@@ -88,6 +88,7 @@ def save_checkpoint(svc: Any, seq: int) -> Path:
     """Every rank writes its file, rank 0 the selected set; after a barrier, rank 0 writes the
     manifest (the checkpoint is complete from then on) and prunes old checkpoints. Collective."""
     d = checkpoint_dir(svc.state_dir, seq)
+    svc.payloads.sync()  # the segments this checkpoint refers to are on disk before it exists
     ing = svc.ingestor
     counters = {k: int(ing.counters.get(k, 0)) for k in COUNTERS}
     write_rank_state(d, svc.rank, RankState(
