@@ -6,7 +6,9 @@ backends, ingest rate per rank, memory per candidate. Prints JSON (stdout) and a
     python benchmarks/bench_selector.py --quick         # small sizes, seconds
     python benchmarks/bench_selector.py --out bench.json
 
-Times are medians over ``--repeats`` runs (wall clock, one process, one thread for BLAS).
+Times are medians over ``--repeats`` runs (wall clock, one process; threads as the environment
+sets them: ``OMP_NUM_THREADS=1`` for one core). The full ingest figure includes the flush of the
+payload segments that a checkpoint does before it is written.
 """
 
 from __future__ import annotations
