@@ -50,12 +50,13 @@ class PayloadStore:
     def put(self, batch: PatchBatch) -> tuple[int, int, np.ndarray]:
         """Write a batch as a new segment; returns ``(src, seg, rows int32 [n])``."""
         seg = self.next_seg
+        path = self.path(self.rank, seg)
         with PatchWriter(
-            self.path(self.rank, seg), attrs={"created_by": "mummi-ml selector"},
+            path, attrs={"created_by": "mummi-ml selector"},
             chunk_patches=64, compression_level=0, durable=False,
         ) as w:
             w.append(batch)
-        self.unsynced.append(self.path(self.rank, seg))
+        self.unsynced.append(path)
         self.next_seg += 1
         return self.rank, seg, np.arange(len(batch), dtype=np.int32)
 
@@ -64,7 +65,8 @@ class PayloadStore:
         storage; returns how many segments were flushed."""
         n = len(self.unsynced)
         for path in self.unsynced:
-            if path.exists():  # a segment may already be garbage-collected
+            if path.exists():  # one deleted behind our back must not stop the checkpoint
+                # (its candidates fail at emission, which records them)
                 fsync_path(path)
         if n:
             fsync_path(self.dir(self.rank))
