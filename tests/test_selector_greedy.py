@@ -53,7 +53,7 @@ def test_lazy_greedy_picks_what_the_reference_picks(rng, kk, quotas):
 
 @pytest.mark.parametrize("kk", [1, 3])
 def test_a_cold_start_deep_into_the_pool_picks_what_the_reference_picks(rng, kk):
-    # a tiny frontier and many picks: the head re-splits many times and refreshed rows have
+    # a tiny floor and many picks: the threshold is lowered many times and caught-up rows have
     # seen many different numbers of picks
     z, ids, cls = _data(rng, 6000, d=9)
     pool, s = _pool(z, ids, cls, kk)
@@ -62,7 +62,7 @@ def test_a_cold_start_deep_into_the_pool_picks_what_the_reference_picks(rng, kk)
     ref, nov = reference_select(z, ids, 120, classes=cls, knn_k=kk)
     assert [p.id for p in picks] == ids[ref].tolist()
     assert [p.novelty for p in picks] == nov.tolist()
-    assert engine.stats["grown"] > 20
+    assert engine.stats["lowered"] > 20
 
 
 def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
@@ -73,7 +73,8 @@ def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
     pool, _ = _pool(z, ids, cls, selected=s)
     engine = LazyGreedy(pool, s, frontier_size=64)
     engine.select(50)
-    assert engine.stats["refreshed"] < 2000  # the naive method recomputes 20000 per pick
+    # the naive method computes 20000 distances per pick (1,000,000 for 50 picks)
+    assert engine.stats["distances"] < 50_000
 
 
 def test_ties_go_to_the_smallest_patch_id():

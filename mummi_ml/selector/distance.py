@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-__all__ = ["distances", "pair_distances", "merge_nearest", "score", "best_of", "MAX_BLOCK"]
+__all__ = [
+    "distances",
+    "distances_to_point",
+    "columns_distances_to_point",
+    "pair_distances",
+    "merge_nearest",
+    "score",
+    "best_of",
+    "MAX_BLOCK",
+]
 
 MAX_BLOCK = 1 << 22
 """Largest ``rows x cols`` distance block computed at once (float64: 32 MiB)."""
@@ -39,6 +48,60 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.empty((n, p), dtype=np.float64)
     for lo in range(0, n, rows):
         out[lo : lo + rows] = cdist(a[lo : lo + rows], b)
+    return out
+
+
+_ROWS = 1 << 15  # rows per chunk of distances_to_point (float64 transposed chunk: 2.3 MiB at d=9)
+
+
+def columns_distances_to_point(
+    zt: np.ndarray, p: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Distances from the columns of ``zt`` to one point, bit-identical to :func:`distances`.
+
+    cdist costs ~30 ns per row against a single point; this sums the same squared differences
+    in the same order (dimension 0 first, float64) with one numpy pass per dimension, ~8 ns per
+    row.
+
+    Args:
+        zt: float64 ``[d, n]`` (embeddings as columns; C-contiguous rows are fastest).
+        p: ``[d]`` the point.
+        out: optional float64 ``[n]`` to write into.
+
+    Returns:
+        float64 ``[n]``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    n = zt.shape[1]
+    acc = np.empty(n, dtype=np.float64) if out is None else out
+    if len(p) == 0:
+        acc[:] = 0.0
+        return acc
+    tmp = np.empty(n, dtype=np.float64)
+    np.subtract(zt[0], p[0], out=acc)
+    np.multiply(acc, acc, out=acc)
+    for k in range(1, len(p)):
+        np.subtract(zt[k], p[k], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        np.add(acc, tmp, out=acc)
+    return np.sqrt(acc, out=acc)
+
+
+def distances_to_point(z: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Distances from every row of ``z`` to one point: float64 ``[n]``, bit-identical to
+    ``distances(z, p[None])[:, 0]`` and ~3x faster on large ``n`` (chunks are transposed to
+    float64 columns, then :func:`columns_distances_to_point`).
+
+    Args:
+        z: ``[n, d]`` embeddings (any float dtype).
+        p: ``[d]`` the point.
+    """
+    z = np.asarray(z)
+    out = np.empty(len(z), dtype=np.float64)
+    for lo in range(0, len(z), _ROWS):
+        chunk = z[lo : lo + _ROWS]
+        zt = np.ascontiguousarray(chunk.T, dtype=np.float64)
+        columns_distances_to_point(zt, p, out=out[lo : lo + len(chunk)])
     return out
 
 

@@ -1,14 +1,19 @@
 """Exact greedy farthest-point selection with lazy evaluation, distributed over MPI ranks.
 
 Each rank holds its candidates (:class:`CandidatePool`); every rank holds the whole selected
-set. Novelty only falls as picks are made, so a stale value is an upper bound of the true one.
-Per rank, a small *frontier* of candidates (the top ``frontier_size`` by bound) is kept exact;
-``T[c]`` is the largest bound of the class-c candidates outside it. The frontier's best candidate
-is the rank's exact maximum as soon as its score is strictly above ``T``; otherwise the frontier
-grows (its new members are brought up to date against the picks they missed). A pick therefore
-touches ``O(frontier)`` candidates, not the pool. The global maximum is one ``Allgather`` of each
-rank's best (score, id, class, location, embedding); ties go to the smallest patch id; every rank
-appends the winner to its selected set and lowers its frontier's novelty.
+set. Novelty only falls as picks are made, so a value counted against the first picks only is an
+upper bound (a *bound*) of the true one. Per rank and class ``c`` a threshold ``T[c]`` splits the
+candidates: those in the *active set* (:class:`ActiveSet`) have exact novelty and are updated
+after every pick; every other candidate of class c has a bound ``<= T[c]`` and waits, ordered by
+bound (:mod:`mummi_ml.selector.bounds`). The active set's best candidate is the rank's exact
+maximum as soon as its novelty is strictly above ``T``; otherwise ``T`` is lowered to just below
+that best novelty, and the waiting candidates above the new threshold are brought up to date
+against the picks they missed, in blocks of picks, each stopping as soon as its bound falls to
+the threshold (most need a few distances, not one per pick). Active candidates whose novelty
+falls to the threshold go back to waiting. A pick therefore touches the candidates whose novelty
+is near the top, not the pool. The global maximum is one ``Allgather`` of each rank's best
+(score, id, class, location, embedding); ties go to the smallest patch id; every rank appends
+the winner to its selected set and updates its active set.
 """
 
 from __future__ import annotations
@@ -19,14 +24,25 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.patch.constants import N_CLASSES
+from mummi_ml.selector.active import ActiveSet
+from mummi_ml.selector.bounds import BoundLevels, SetAside
 from mummi_ml.selector.collectives import allgather_rows, allreduce_sum, rank_size
-from mummi_ml.selector.distance import MAX_BLOCK, best_of, distances, merge_nearest, score
+from mummi_ml.selector.distance import (
+    MAX_BLOCK,
+    distances,
+    distances_to_point,
+    merge_nearest,
+    score,
+)
 from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.selected import SelectedSet
 
 __all__ = ["Pick", "LazyGreedy", "quota_classes"]
 
 _HEAD = 8  # score, id_hi, id_lo, class, owner, src, seg, row
+_STEP = 0.02  # a lowered threshold: (1 - _STEP) x the best exact novelty (a speed knob)
+_OVERSHOOT = 0.0  # caught-up candidates stop below (1 - _OVERSHOOT) x the threshold
+_BLOCK0, _BLOCK_MAX = 8, 32  # picks per catch-up block: first, largest
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,8 @@ class LazyGreedy:
         pool: this rank's candidates.
         selected: the selected set (identical on every rank).
         comm: mpi4py communicator of the selector ranks, or None.
-        frontier_size: candidates kept exact (a speed knob; the picks never depend on it).
+        frontier_size: the least number of waiting candidates a lowered threshold brings in (a
+            speed knob; the picks never depend on it).
         quotas: class weights ``[N_CLASSES]`` (normalised here) or None.
     """
 
@@ -90,7 +107,8 @@ class LazyGreedy:
         self.rank, self.size = rank_size(comm)
         self.k0 = int(frontier_size)
         self.quotas = None if quotas is None else np.asarray(quotas, float) / np.sum(quotas)
-        self.stats = {"refreshed": 0, "grown": 0, "rebuilt": 0, "shrunk": 0}
+        self.stats = {"distances": 0, "lowered": 0, "rebuilt": 0, "active_peak": 0}
+        self._active: ActiveSet | None = None
 
     # ---- local bookkeeping -------------------------------------------------------------------
     def _mode(self, m: int) -> int:
@@ -103,7 +121,6 @@ class LazyGreedy:
         idx = idx[p.seen[idx] < m]
         if len(idx) == 0:
             return
-        self.stats["refreshed"] += len(idx)
         # rows in order of the picks they have seen; each chunk starts at its first row's
         # count, so a row recomputes at most ~25% more picks than it missed (a recomputed
         # distance is bit-identical, and the k-nearest mask below skips it)
@@ -116,6 +133,7 @@ class LazyGreedy:
             b = min(a + rows, int(np.searchsorted(seen, lo + max(8, (m - lo) // 4), "right")))
             ch = idx[a:b]
             d = distances(p.z[ch], s.z[lo:m])  # [c, m - lo]
+            self.stats["distances"] += d.size
             if p.kk > 1:  # do not count a pick twice in the k nearest
                 d[np.arange(m - lo)[None, :] < (seen[a:b] - lo)[:, None]] = np.inf
             p.dk[ch] = merge_nearest(p.dk[ch], d)
@@ -126,109 +144,148 @@ class LazyGreedy:
         """Make every candidate's novelty exact (before eviction by least novelty)."""
         self.refresh(np.arange(len(self.pool)))
 
+    def _flush(self) -> None:
+        """Write the active set's exact novelty back to the pool (picked rows are skipped)."""
+        a = self._active
+        if a is None or a.n == 0:
+            return
+        live = a.dk[: a.n, 0] != -np.inf
+        i = a.idx[: a.n][live]
+        self.pool.dk[i] = a.dk[: a.n][live]
+        self.pool.seen[i] = len(self.selected)
+        a.n = 0
+
     def _rebuild(self) -> None:
-        """Start a frontier: per class, the live candidates sorted by bound in a head block of
-        ``8 * frontier_size`` (the rest, the tail, is re-split when the head runs out)."""
+        """Every live candidate waits, in levels by bound; nothing is active; ``T`` = the
+        largest bound per class."""
+        self._flush()
         self.stats["rebuilt"] += 1
-        m = len(self.selected)
+        p, m = self.pool, len(self.selected)
         self._score_mode = self._mode(m)
-        self._front = np.zeros(0, dtype=np.int64)
-        live = np.flatnonzero(self._alive)
+        self._active = ActiveSet(p.dim, p.kk)
         if m == 0:  # every novelty is inf: the first pick is the smallest id (see local_best)
             return
-        s = score(self.pool.dk[live], m)
-        cls = self.pool.classes[live]
-        self._blocks = []
-        self._recycled = [(live[:0], s[:0], 0)] * N_CLASSES
-        for c in range(N_CLASSES):
-            sel = cls == c
-            self._blocks.append(self._split(live[sel], s[sel]))
+        self._levels = BoundLevels(score(p.dk, m), p.classes, self._alive)
+        self._aside = SetAside(self._levels.top)
+        self._T = np.array([self._levels.threshold(c) for c in range(N_CLASSES)])
 
-    def _split(self, idx: np.ndarray, s: np.ndarray, b: int = 0) -> list:
-        """[head indices sorted by bound desc, their bounds, pointer, tail indices, tail bounds]:
-        a head of ``b`` (default ``8 * frontier_size``) candidates; each re-split of the tail
-        doubles it, so a cold start that walks deep into the pool re-splits O(log n) times."""
-        b = max(b, 8 * self.k0)
-        if len(idx) <= b:
-            o = np.argsort(-s, kind="stable")
-            return [idx[o], s[o], 0, idx[:0], s[:0]]
-        part = np.argpartition(-s, b - 1)
-        h, t = part[:b], part[b:]
-        o = np.argsort(-s[h], kind="stable")
-        return [idx[h][o], s[h][o], 0, idx[t], s[t]]
+    def _set_aside(self, idx: np.ndarray, bounds: np.ndarray) -> None:
+        self._aside.push(idx, bounds, self.pool.classes[idx])
 
-    def _threshold(self, c: int) -> float:
-        """Largest bound of a class-c candidate outside the frontier (-inf if none)."""
-        head, hs, ptr, tail, ts = self._blocks[c]
-        if ptr < len(head):
-            t = float(hs[ptr])
-        else:
-            t = float(ts.max()) if len(tail) else -np.inf
-        rec, rs, rptr = self._recycled[c]
-        return max(t, float(rs[rptr])) if rptr < len(rec) else t
+    def _catch_up(self, rows: np.ndarray) -> None:
+        """Bring waiting candidates ``rows`` up to date against the picks they missed, in
+        blocks of picks; a candidate stops (is set aside again) as soon as its bound is at or
+        below its class's threshold. Those still above it when exact join the active set.
 
-    def _take(self, c: int, need: int) -> np.ndarray:
-        """The next ``need`` candidates of class c by bound from the blocks and the recycled."""
-        out = []
-        rec, rs, rptr = self._recycled[c]
-        out.append(rec[rptr : rptr + need])
-        self._recycled[c] = (rec, rs, rptr + len(out[0]))
-        while need > 0:
-            blk = self._blocks[c]
-            head, _, ptr, tail, ts = blk
-            if ptr < len(head):
-                got = head[ptr : ptr + need]
-                blk[2] = ptr + len(got)
-                need -= len(got)
-                out.append(got)
-            elif len(tail):
-                self._blocks[c] = self._split(tail, ts, 2 * len(head))
-            else:
-                break
-        return np.concatenate(out)
+        The rows are gathered once into local arrays (sorted by picks seen, so the rows that
+        miss a block are a prefix) and written back once."""
+        p, s, m = self.pool, self.selected, len(self.selected)
+        if len(rows) == 0:
+            return
+        rows = rows[np.argsort(p.seen[rows], kind="stable")]
+        seen, cls = p.seen[rows], p.classes[rows]
+        z = p.z[rows].astype(np.float64)
+        dk = p.dk[rows]
+        stop = (self._T * (1.0 - _OVERSHOOT))[cls]
+        out_i, out_dk, out_seen, out_b = [], [], [], []
+        block = _BLOCK0
+        while len(rows) and seen[0] < m:
+            lo = int(seen[0])
+            hi = min(m, lo + block)
+            need = int(np.searchsorted(seen, hi, side="left"))  # rows that miss picks < hi
+            d = distances(z[:need], s.z[lo:hi])
+            self.stats["distances"] += d.size
+            if p.kk > 1:  # do not count a pick twice in the k nearest
+                d[np.arange(hi - lo)[None, :] < (seen[:need] - lo)[:, None]] = np.inf
+            dk[:need] = merge_nearest(dk[:need], d)
+            seen[:need] = hi
+            b = score(dk[:need], m)
+            low = b <= stop[:need]
+            if low.any():
+                out_i.append(rows[:need][low])
+                out_dk.append(dk[:need][low])
+                out_seen.append(seen[:need][low])
+                out_b.append(b[low])
+                keep = np.concatenate([~low, np.ones(len(rows) - need, bool)])
+                rows, seen, cls, z, dk, stop = (
+                    a[keep] for a in (rows, seen, cls, z, dk, stop)
+                )
+            block = min(2 * block, _BLOCK_MAX)
+        if len(rows):
+            b = score(dk, m)
+            low = b <= self._T[cls]
+            out_i.append(rows[low])
+            out_dk.append(dk[low])
+            out_seen.append(seen[low])
+            out_b.append(b[low])
+            up = ~low
+            self._active.add(rows[up], z[up], dk[up], cls[up])
+            self.stats["active_peak"] = max(self.stats["active_peak"], self._active.n)
+        if out_i:
+            i = np.concatenate(out_i)
+            p.dk[i] = np.concatenate(out_dk)
+            p.seen[i] = np.concatenate(out_seen)
+            self._aside.push(i, np.concatenate(out_b), p.classes[i])
 
-    def _grow(self, allowed: np.ndarray) -> None:
-        self.stats["grown"] += 1
-        need = max(self.k0, len(self._front))
-        new = np.concatenate([self._take(c, need) for c in np.flatnonzero(allowed)])
-        self.refresh(new)
-        self._front = np.concatenate([self._front, new])
+    def _lower(self, allowed: np.ndarray, best: float) -> None:
+        """Lower ``T`` of the allowed classes by a step (to just below ``best``, the active set's
+        best novelty among them, if that is higher) and catch up the waiting candidates above
+        the new threshold."""
+        self.stats["lowered"] += 1
+        classes = np.flatnonzero(allowed)
+        top = max(best, float(self._T[classes].max()))
+        top = min(top, np.finfo(np.float64).max)
+        t = (1.0 - _STEP) * top if top > 0 else -np.inf
+        T = self._T.copy()
+        rows = []
+        for c in classes:
+            rows.append(self._levels.take(c, t, self.k0))
+            T[c] = min(T[c], t)
+        rows.append(self._aside.take(T))
+        for c in classes:  # tighter where nothing waiting is near t
+            T[c] = min(T[c], max(self._levels.threshold(c), self._aside.upper_bound(c)))
+        self._T = T
+        self._catch_up(np.concatenate(rows))
 
-    def _shrink(self) -> None:
-        """Keep the best ``frontier_size`` of a grown frontier; the rest (exact bounds) go back,
-        sorted, into each class's recycled list."""
-        self.stats["shrunk"] += 1
-        f = self._front
-        s = score(self.pool.dk[f], len(self.selected))
-        part = np.argpartition(-s, self.k0 - 1)
-        self._front = f[part[: self.k0]]
-        back, bs = f[part[self.k0 :]], s[part[self.k0 :]]
-        cls = self.pool.classes[back]
-        for c in range(N_CLASSES):
-            sel = cls == c
-            if not sel.any():
-                continue
-            rec, rs, rptr = self._recycled[c]
-            idx = np.concatenate([rec[rptr:], back[sel]])
-            sc = np.concatenate([rs[rptr:], bs[sel]])
-            o = np.argsort(-sc, kind="stable")
-            self._recycled[c] = (idx[o], sc[o], 0)
+    def _drop_fallen(self) -> None:
+        """Set aside the active candidates whose novelty fell to their class's threshold (when
+        they are a quarter of the active set: a compaction moves every array)."""
+        a = self._active
+        sc = a.scores(len(self.selected))
+        fallen = sc <= self._T[a.cls[: a.n]]
+        n_fallen = int(np.count_nonzero(fallen))
+        if n_fallen <= a.n // 4 + 16:
+            return
+        i, b = a.idx[: a.n][fallen], sc[fallen]
+        live = b != -np.inf
+        self.pool.dk[i[live]] = a.dk[: a.n][fallen][live]
+        self.pool.seen[i[live]] = len(self.selected)
+        self._set_aside(i[live], b[live])
+        a.keep(~fallen)
 
     def local_best(self, allowed: np.ndarray) -> int:
         """Index of this rank's exact best candidate among ``allowed`` classes, or -1."""
         p = self.pool
-        if len(self.selected) == 0:
+        m = len(self.selected)
+        if m == 0:
             live = np.flatnonzero(self._alive & allowed[p.classes])
+            self._best_score = np.inf
             return int(live[np.argmin(p.ids[live])]) if len(live) else -1
+        a = self._active
         while True:
-            f = self._front[allowed[p.classes[self._front]]]
-            t = max((self._threshold(c) for c in np.flatnonzero(allowed)), default=-np.inf)
-            s = score(p.dk[f], len(self.selected))
-            b = best_of(s, p.ids[f])
-            sb = s[b] if b >= 0 else -np.inf
-            if t == -np.inf or sb > t:
-                return int(f[b]) if b >= 0 else -1
-            self._grow(allowed)
+            sc = a.scores(m)
+            if not allowed.all():
+                sc[~allowed[a.cls[: a.n]]] = -np.inf
+            top = sc.max() if len(sc) else -np.inf
+            t = float(self._T[allowed].max())
+            if t == -np.inf or top > t:
+                if top == -np.inf:
+                    return -1
+                cand = np.flatnonzero(sc == top)  # ties: the smallest patch id
+                self._best_pos = int(cand[np.argmin(p.ids[a.idx[cand]])])
+                self._best_score = float(top)
+                return int(a.idx[self._best_pos])
+            self._lower(allowed, float(top))
 
     # ---- the collective selection ---------------------------------------------------------------
     def select(self, k: int) -> list[Pick]:
@@ -258,7 +315,7 @@ class LazyGreedy:
             if i >= 0:
                 cid = int(p.ids[i])
                 row[:_HEAD] = (
-                    score(p.dk[i : i + 1], len(s))[0], cid >> 32, cid & 0xFFFFFFFF,
+                    self._best_score, cid >> 32, cid & 0xFFFFFFFF,
                     p.classes[i], self.rank, p.src[i], p.seg[i], p.row[i],
                 )
                 row[_HEAD:] = p.z[i]
@@ -284,18 +341,19 @@ class LazyGreedy:
             available[pick.cls] -= 1
             if pick.owner == self.rank:
                 self._alive[i] = False
-                self._front = self._front[self._front != i]
+                if len(s) > 1:
+                    self._active.mark_picked(self._best_pos)
             if len(s) == 1:  # first pick of the campaign: every bound was inf and every row
                 # has seen no pick, so the whole pool is updated at once, without gathers
-                p.dk[:] = merge_nearest(p.dk, distances(p.z, zp[None, :]))
+                d1 = distances_to_point(p.z, zp)[:, None]
+                p.dk[:] = merge_nearest(p.dk, d1) if p.kk > 1 else np.minimum(p.dk, d1)
                 p.seen[:] = 1
-                self.stats["refreshed"] += len(p)
+                self.stats["distances"] += len(p)
                 self._rebuild()
                 continue
-            f = self._front
-            p.dk[f] = merge_nearest(p.dk[f], distances(p.z[f], zp[None, :]))
-            p.seen[f] = len(s)
-            if len(f) > 4 * self.k0:
-                self._shrink()
+            self._active.update(zp)
+            self.stats["distances"] += self._active.n
+            self._drop_fallen()
+        self._flush()
         p.remove(np.flatnonzero(~self._alive))
         return picks
