@@ -12,12 +12,15 @@ from mummi_ml.selector import (
     NearestSelected,
     SelectedSet,
     distances,
+    distances_to_point,
     importance_weights,
     naive_rerank_select,
+    nearest_distances,
     pair_distances,
     quota_classes,
     reference_select,
 )
+from mummi_ml.selector.bounds import BoundLevels, SetAside
 
 
 def _pool(z, ids, cls, kk=1, selected=None):
@@ -150,6 +153,66 @@ def test_pair_distances_are_bit_identical_to_distances(rng):
     idx = rng.integers(0, 30, size=(40, 4))
     np.testing.assert_array_equal(pair_distances(a, b[idx]),
                                   np.take_along_axis(distances(a, b), idx, axis=1))
+
+
+@pytest.mark.parametrize("d", [1, 3, 9, 16])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_fast_distance_kernels_are_bit_identical_to_distances(rng, d, scale):
+    a = (rng.normal(size=(20000, d)) * scale).astype(np.float32)  # > one chunk of rows
+    b = (rng.normal(size=(37, d)) * scale).astype(np.float32)
+    full = distances(a, b)
+    np.testing.assert_array_equal(distances_to_point(a, b[5]), full[:, 5])
+    np.testing.assert_array_equal(nearest_distances(a, b), full.min(axis=1))
+    np.testing.assert_array_equal(nearest_distances(a, b[:0]), np.full(len(a), np.inf))
+
+
+def test_bound_levels_take_everything_above_a_threshold_and_only_whole_levels(rng):
+    n = 5000
+    bounds = rng.exponential(size=n) * 3
+    bounds[:3] = [np.inf, 0.0, bounds.max()]
+    cls = rng.integers(0, 4, n).astype(np.int8)
+    alive = rng.random(n) > 0.1
+    lv = BoundLevels(bounds, cls, alive)
+    taken = np.zeros(n, bool)
+    for t in [5.0, 2.0, 1.99, 0.5, -np.inf]:
+        for c in range(4):
+            got = lv.take(c, t)
+            assert not taken[got].any() and (cls[got] == c).all() and alive[got].all()
+            taken[got] = True
+            rest = alive & ~taken & (cls == c)
+            assert (bounds[rest] <= t).all()
+            assert lv.threshold(c) == (bounds[rest].max() if rest.any() else -np.inf)
+    assert (taken == alive).all()
+
+
+def test_bound_levels_take_at_least_the_asked_count(rng):
+    bounds = rng.random(3000)
+    lv = BoundLevels(bounds, np.zeros(3000, np.int8), np.ones(3000, bool))
+    got = lv.take(0, np.inf, at_least=100)
+    assert 100 <= len(got) < 200
+    assert bounds[got].min() >= np.sort(bounds)[::-1][len(got) + 20]  # the top ones, by level
+
+
+def test_set_aside_hands_back_exactly_those_above_their_class_threshold(rng):
+    aside = SetAside(top=10.0)
+    held, next_id = {}, 0
+    for _ in range(30):  # many pushes (sorted merges, unsorted chunks) and takes
+        k = int(rng.integers(1, 400))
+        idx = np.arange(next_id, next_id + k)
+        next_id += k
+        b, c = rng.random(k) * 10, rng.integers(0, 4, k).astype(np.int8)
+        aside.push(idx, b, c)
+        held.update({int(i): (float(x), int(y)) for i, x, y in zip(idx, b, c, strict=True)})
+        thr = rng.random(4) * 10
+        got = set(aside.take(thr).tolist())
+        want = {i for i, (x, y) in held.items() if x > thr[y]}
+        assert got == want
+        for i in want:
+            del held[i]
+        assert len(aside) == len(held)
+        for c in range(4):
+            assert all(x <= aside.upper_bound(c) for x, y in held.values() if y == c)
+    assert set(aside.take(np.full(4, -np.inf)).tolist()) == set(held)
 
 
 def test_importance_weights_count_nearest_unselected_plus_one():

@@ -9,7 +9,14 @@ status).
 
 from mummi_ml.selector.checkpoint import latest_checkpoint, load_rank_state, load_selected
 from mummi_ml.selector.config import SelectorConfig
-from mummi_ml.selector.distance import distances, merge_nearest, pair_distances, score
+from mummi_ml.selector.distance import (
+    distances,
+    distances_to_point,
+    merge_nearest,
+    nearest_distances,
+    pair_distances,
+    score,
+)
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.errors import CheckpointError, SelectorError
 from mummi_ml.selector.greedy import LazyGreedy, Pick, quota_classes
@@ -42,6 +49,7 @@ __all__ = [
     "SelectorService",
     "SpoolSource",
     "distances",
+    "distances_to_point",
     "format_status",
     "importance_weights",
     "latest_checkpoint",
@@ -50,6 +58,7 @@ __all__ = [
     "make_embedding",
     "merge_nearest",
     "naive_rerank_select",
+    "nearest_distances",
     "pair_distances",
     "quota_classes",
     "read_status",

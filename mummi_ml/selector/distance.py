@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 __all__ = [
     "distances",
     "distances_to_point",
+    "nearest_distances",
     "columns_distances_to_point",
     "pair_distances",
     "merge_nearest",
@@ -51,7 +52,29 @@ def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-_ROWS = 1 << 15  # rows per chunk of distances_to_point (float64 transposed chunk: 2.3 MiB at d=9)
+def nearest_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each row's distance to its nearest row of ``b``: float64 ``[n]``, bit-identical to
+    ``distances(a, b).min(axis=1)`` (``inf`` if ``b`` is empty).
+
+    Squared distances (cdist's "sqeuclidean": the same float64 sum) are compared and only the
+    smallest is square-rooted (sqrt is correctly rounded and monotone): ~30% cheaper.
+
+    Args:
+        a: ``[n, d]``; b: ``[p, d]`` (any float dtype).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n, p = len(a), len(b)
+    if p == 0:
+        return np.full(n, np.inf)
+    out = np.empty(n, dtype=np.float64)
+    rows = max(1, MAX_BLOCK // p)
+    for lo in range(0, n, rows):
+        out[lo : lo + rows] = cdist(a[lo : lo + rows], b, "sqeuclidean").min(axis=1)
+    return np.sqrt(out, out=out)
+
+
+_ROWS = 1 << 14  # rows per chunk of distances_to_point (float64 transposed chunk: 2.3 MiB at d=9)
 
 
 def columns_distances_to_point(

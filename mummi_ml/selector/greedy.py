@@ -32,6 +32,7 @@ from mummi_ml.selector.distance import (
     distances,
     distances_to_point,
     merge_nearest,
+    nearest_distances,
     score,
 )
 from mummi_ml.selector.pool import CandidatePool
@@ -42,7 +43,7 @@ __all__ = ["Pick", "LazyGreedy", "quota_classes"]
 _HEAD = 8  # score, id_hi, id_lo, class, owner, src, seg, row
 _STEP = 0.02  # a lowered threshold: (1 - _STEP) x the best exact novelty (a speed knob)
 _OVERSHOOT = 0.0  # caught-up candidates stop below (1 - _OVERSHOOT) x the threshold
-_BLOCK0, _BLOCK_MAX = 8, 32  # picks per catch-up block: first, largest
+_BLOCK0, _BLOCK_MAX = 16, 128  # picks per catch-up block: first, largest
 
 
 @dataclass(frozen=True)
@@ -183,21 +184,26 @@ class LazyGreedy:
         if len(rows) == 0:
             return
         rows = rows[np.argsort(p.seen[rows], kind="stable")]
-        seen, cls = p.seen[rows], p.classes[rows]
-        z = p.z[rows].astype(np.float64)
-        dk = p.dk[rows]
-        stop = (self._T * (1.0 - _OVERSHOOT))[cls]
+        seen = p.seen[rows]
+        z = np.take(p.z, rows, axis=0).astype(np.float64)
+        dk = np.take(p.dk, rows, axis=0)
+        stop = (self._T * (1.0 - _OVERSHOOT))[p.classes[rows]]
         out_i, out_dk, out_seen, out_b = [], [], [], []
         block = _BLOCK0
         while len(rows) and seen[0] < m:
             lo = int(seen[0])
             hi = min(m, lo + block)
             need = int(np.searchsorted(seen, hi, side="left"))  # rows that miss picks < hi
-            d = distances(z[:need], s.z[lo:hi])
-            self.stats["distances"] += d.size
-            if p.kk > 1:  # do not count a pick twice in the k nearest
+            if p.kk == 1:
+                near = nearest_distances(z[:need], s.z[lo:hi])
+                self.stats["distances"] += need * (hi - lo)
+                np.minimum(dk[:need, 0], near, out=dk[:need, 0])
+            else:
+                d = distances(z[:need], s.z[lo:hi])
+                self.stats["distances"] += d.size
+                # do not count a pick twice in the k nearest
                 d[np.arange(hi - lo)[None, :] < (seen[:need] - lo)[:, None]] = np.inf
-            dk[:need] = merge_nearest(dk[:need], d)
+                dk[:need] = merge_nearest(dk[:need], d)
             seen[:need] = hi
             b = score(dk[:need], m)
             low = b <= stop[:need]
@@ -207,12 +213,11 @@ class LazyGreedy:
                 out_seen.append(seen[:need][low])
                 out_b.append(b[low])
                 keep = np.concatenate([~low, np.ones(len(rows) - need, bool)])
-                rows, seen, cls, z, dk, stop = (
-                    a[keep] for a in (rows, seen, cls, z, dk, stop)
-                )
+                rows, seen, z, dk, stop = (a[keep] for a in (rows, seen, z, dk, stop))
             block = min(2 * block, _BLOCK_MAX)
         if len(rows):
             b = score(dk, m)
+            cls = p.classes[rows]
             low = b <= self._T[cls]
             out_i.append(rows[low])
             out_dk.append(dk[low])
