@@ -56,8 +56,10 @@ def nearest_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each row's distance to its nearest row of ``b``: float64 ``[n]``, bit-identical to
     ``distances(a, b).min(axis=1)`` (``inf`` if ``b`` is empty).
 
-    Squared distances (cdist's "sqeuclidean": the same float64 sum) are compared and only the
-    smallest is square-rooted (sqrt is correctly rounded and monotone): ~30% cheaper.
+    Squared distances (cdist's "sqeuclidean": the same float64 sum; ``(b - a)**2`` equals
+    ``(a - b)**2`` exactly) are computed as ``[p, rows]`` blocks, minimised down the columns
+    (contiguous, vectorised), and only the smallest is square-rooted (sqrt is correctly rounded
+    and monotone): ~2x cheaper than ``distances(a, b).min(axis=1)``.
 
     Args:
         a: ``[n, d]``; b: ``[p, d]`` (any float dtype).
@@ -68,9 +70,9 @@ def nearest_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if p == 0:
         return np.full(n, np.inf)
     out = np.empty(n, dtype=np.float64)
-    rows = max(1, MAX_BLOCK // p)
+    rows = max(1, (1 << 18) // p)  # a 2 MiB block: stays in cache
     for lo in range(0, n, rows):
-        out[lo : lo + rows] = cdist(a[lo : lo + rows], b, "sqeuclidean").min(axis=1)
+        np.min(cdist(b, a[lo : lo + rows], "sqeuclidean"), axis=0, out=out[lo : lo + rows])
     return np.sqrt(out, out=out)
 
 
