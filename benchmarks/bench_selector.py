@@ -85,12 +85,15 @@ def bench_selection(n: int, picks: int, d: int, warm: int, repeats: int, naive_p
             return time.perf_counter() - t, [p.id for p in got], eng.stats
         runs = [run() for _ in range(repeats)]
         out[f"lazy_{mode}_s"] = statistics.median(r[0] for r in runs)
-        out[f"lazy_{mode}_refreshed"] = runs[0][2]["refreshed"]
+        out[f"lazy_{mode}_distances"] = runs[0][2]["distances"]
+        out[f"lazy_{mode}_lowered"] = runs[0][2]["lowered"]
         out[f"_lazy_{mode}_ids"] = runs[0][1]
     t_ref, (pos, _) = _median(lambda: reference_select(z, ids, picks, selected_z=prev), 1)
     out["reference_eager_warm_s"] = t_ref
     out["lazy_equals_reference"] = out.pop("_lazy_warm_ids") == ids[pos].tolist()
-    out.pop("_lazy_cold_ids")
+    t_ref_cold, (pos_cold, _) = _median(lambda: reference_select(z, ids, picks), 1)
+    out["reference_eager_cold_s"] = t_ref_cold
+    out["lazy_cold_equals_reference"] = out.pop("_lazy_cold_ids") == ids[pos_cold].tolist()
     k = min(picks, naive_picks)
     t_naive, _ = _median(lambda: naive_rerank_select(z, ids, k, selected_z=prev), 1)
     out["naive_rerank_warm_s"] = t_naive * picks / k
@@ -223,7 +226,8 @@ def _table(res: dict) -> None:
     for s in res["selection"]:
         w(f"{s['n']:>9} {s['lazy_cold_s']:>9.3f}s {s['lazy_warm_s']:>9.3f}s "
           f"{s['reference_eager_warm_s']:>9.3f}s {s['naive_rerank_warm_s']:>9.2f}s "
-          f"{s['dynim_topk_once_s']:>9.3f}s  {s['lazy_equals_reference']!s:>5}  "
+          f"{s['dynim_topk_once_s']:>9.3f}s  "
+          f"{s['lazy_cold_equals_reference'] and s['lazy_equals_reference']!s:>5}  "
           f"{s['min_pair_distance_greedy']:.3f}/{s['min_pair_distance_dynim_topk']:.3f}\n")
     nn = res["nn_search"]
     w(f"\nnearest selected, {nn['queries']} queries vs {nn['points']} points, d=9: "

@@ -21,6 +21,7 @@ from mummi_ml.selector import (
     reference_select,
 )
 from mummi_ml.selector.bounds import BoundLevels, SetAside
+from mummi_ml.selector.distance import columns_distances_to_point
 
 
 def _pool(z, ids, cls, kk=1, selected=None):
@@ -78,6 +79,19 @@ def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
     engine.select(50)
     # the naive method computes 20000 distances per pick (1,000,000 for 50 picks)
     assert engine.stats["distances"] < 50_000
+
+
+@pytest.mark.parametrize("kk", [1, 3])
+def test_refresh_all_makes_every_novelty_exact_after_a_lazy_selection(rng, kk):
+    z, ids, cls = _data(rng, 4000)
+    pool, s = _pool(z, ids, cls, kk)
+    engine = LazyGreedy(pool, s, frontier_size=8)
+    engine.select(30)
+    assert (pool.seen < len(s)).any()  # the lazy method left most bounds stale
+    engine.refresh_all()
+    want = np.sort(distances(pool.z, s.z), axis=1)[:, :kk]
+    np.testing.assert_array_equal(pool.dk, want)
+    assert (pool.seen == len(s)).all()
 
 
 def test_ties_go_to_the_smallest_patch_id():
@@ -162,6 +176,9 @@ def test_fast_distance_kernels_are_bit_identical_to_distances(rng, d, scale):
     b = (rng.normal(size=(37, d)) * scale).astype(np.float32)
     full = distances(a, b)
     np.testing.assert_array_equal(distances_to_point(a, b[5]), full[:, 5])
+    for n in (1, 300, 4096, 4097):  # both paths of the column kernel
+        zt = np.ascontiguousarray(a[:n].T, dtype=np.float64)
+        np.testing.assert_array_equal(columns_distances_to_point(zt, b[5]), full[:n, 5])
     np.testing.assert_array_equal(nearest_distances(a, b), full.min(axis=1))
     np.testing.assert_array_equal(nearest_distances(a, b[:0]), np.full(len(a), np.inf))
 

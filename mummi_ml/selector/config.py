@@ -68,8 +68,8 @@ class SelectorConfig(StrictModel):
     frontier_size: int = Field(
         1024,
         ge=1,
-        description="candidates kept exactly up to date by the lazy greedy (count); a tuning "
-        "knob, never changes which patches are picked",
+        description="least number of waiting candidates the lazy greedy brings up to date when "
+        "it lowers its threshold (count); a tuning knob, never changes which patches are picked",
     )
     checkpoint_interval_s: float = Field(
         300.0, gt=0, description="seconds between periodic checkpoints (also on SIGTERM/SIGUSR1)"

@@ -102,6 +102,13 @@ def columns_distances_to_point(
     if len(p) == 0:
         acc[:] = 0.0
         return acc
+    if n <= 4096:  # few columns: square all differences at once, then add rows in order
+        sq = zt - p[:, None]
+        np.multiply(sq, sq, out=sq)
+        acc[:] = sq[0]
+        for k in range(1, len(p)):
+            np.add(acc, sq[k], out=acc)
+        return np.sqrt(acc, out=acc)
     tmp = np.empty(n, dtype=np.float64)
     np.subtract(zt[0], p[0], out=acc)
     np.multiply(acc, acc, out=acc)

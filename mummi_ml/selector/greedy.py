@@ -41,8 +41,7 @@ from mummi_ml.selector.selected import SelectedSet
 __all__ = ["Pick", "LazyGreedy", "quota_classes"]
 
 _HEAD = 8  # score, id_hi, id_lo, class, owner, src, seg, row
-_STEP = 0.02  # a lowered threshold: (1 - _STEP) x the best exact novelty (a speed knob)
-_OVERSHOOT = 0.0  # caught-up candidates stop below (1 - _OVERSHOOT) x the threshold
+_STEP = 0.02  # a lowered threshold: (1 - _STEP) x the previous one (a speed knob)
 _BLOCK0, _BLOCK_MAX = 16, 128  # picks per catch-up block: first, largest
 
 
@@ -133,11 +132,14 @@ class LazyGreedy:
             rows = max(1, MAX_BLOCK // max(1, m - lo))
             b = min(a + rows, int(np.searchsorted(seen, lo + max(8, (m - lo) // 4), "right")))
             ch = idx[a:b]
-            d = distances(p.z[ch], s.z[lo:m])  # [c, m - lo]
-            self.stats["distances"] += d.size
-            if p.kk > 1:  # do not count a pick twice in the k nearest
+            self.stats["distances"] += len(ch) * (m - lo)
+            if p.kk == 1:
+                p.dk[ch, 0] = np.minimum(p.dk[ch, 0], nearest_distances(p.z[ch], s.z[lo:m]))
+            else:
+                d = distances(p.z[ch], s.z[lo:m])  # [c, m - lo]
+                # do not count a pick twice in the k nearest
                 d[np.arange(m - lo)[None, :] < (seen[a:b] - lo)[:, None]] = np.inf
-            p.dk[ch] = merge_nearest(p.dk[ch], d)
+                p.dk[ch] = merge_nearest(p.dk[ch], d)
             a = b
         p.seen[idx] = m
 
@@ -187,7 +189,7 @@ class LazyGreedy:
         seen = p.seen[rows]
         z = np.take(p.z, rows, axis=0).astype(np.float64)
         dk = np.take(p.dk, rows, axis=0)
-        stop = (self._T * (1.0 - _OVERSHOOT))[p.classes[rows]]
+        stop = self._T[p.classes[rows]]
         out_i, out_dk, out_seen, out_b = [], [], [], []
         block = _BLOCK0
         while len(rows) and seen[0] < m:
@@ -232,15 +234,13 @@ class LazyGreedy:
             p.seen[i] = np.concatenate(out_seen)
             self._aside.push(i, np.concatenate(out_b), p.classes[i])
 
-    def _lower(self, allowed: np.ndarray, best: float) -> None:
-        """Lower ``T`` of the allowed classes by a step (to just below ``best``, the active set's
-        best novelty among them, if that is higher) and catch up the waiting candidates above
-        the new threshold."""
+    def _lower(self, allowed: np.ndarray) -> None:
+        """Lower the allowed classes' thresholds by ``_STEP`` (relative to the largest of them)
+        and catch up the waiting candidates above the new threshold."""
         self.stats["lowered"] += 1
         classes = np.flatnonzero(allowed)
-        top = max(best, float(self._T[classes].max()))
-        top = min(top, np.finfo(np.float64).max)
-        t = (1.0 - _STEP) * top if top > 0 else -np.inf
+        top = min(float(self._T[classes].max()), np.finfo(np.float64).max)  # inf bounds
+        t = (1.0 - _STEP) * top if top > 0 else -np.inf  # zero novelty: take everything
         T = self._T.copy()
         rows = []
         for c in classes:
@@ -290,7 +290,7 @@ class LazyGreedy:
                 self._best_pos = int(cand[np.argmin(p.ids[a.idx[cand]])])
                 self._best_score = float(top)
                 return int(a.idx[self._best_pos])
-            self._lower(allowed, float(top))
+            self._lower(allowed)
 
     # ---- the collective selection ---------------------------------------------------------------
     def select(self, k: int) -> list[Pick]:
