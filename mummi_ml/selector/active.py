@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi_ml.selector.distance import columns_distances_to_point, merge_nearest, score
+from mummi_ml.selector.distance import distances_to_point, merge_nearest, score
 
 __all__ = ["ActiveSet"]
 
@@ -12,21 +12,22 @@ __all__ = ["ActiveSet"]
 class ActiveSet:
     """Growable struct-of-arrays of active candidates.
 
-    Embeddings are stored as float64 columns (``zt``: ``[d, capacity]``) so that the update
-    after a pick is one numpy pass per dimension (:func:`columns_distances_to_point`). A row
-    whose ``dk`` is ``-inf`` is a candidate that was picked: it never wins again and is dropped
-    at the next :meth:`keep`.
+    Embeddings are stored contiguously in float64 (``z``: ``[capacity, d]``), so the update
+    after a pick is one :func:`distances_to_point` with no gather or conversion. A row whose
+    ``dk`` is ``-inf`` is a candidate that was picked: it never wins again and is dropped at the
+    next :meth:`keep`.
 
     Attributes (first ``n`` entries valid):
-        idx: int64 pool indices; cls: int8 classes; dk: float64 ``[capacity, kk]`` the kk
-        nearest distances to the selected set (exact, ascending).
+        idx: int64 pool indices; cls: int8 classes; z: float64 ``[capacity, d]`` embeddings;
+        dk: float64 ``[capacity, kk]`` the kk nearest distances to the selected set (exact,
+        ascending).
     """
 
     def __init__(self, dim: int, kk: int):
         self.dim, self.kk, self.n = int(dim), int(kk), 0
         self.idx = np.zeros(0, np.int64)
         self.cls = np.zeros(0, np.int8)
-        self.zt = np.zeros((self.dim, 0), np.float64)
+        self.z = np.zeros((0, self.dim), np.float64)
         self.dk = np.zeros((0, self.kk), np.float64)
 
     def _reserve(self, n: int) -> None:
@@ -34,14 +35,11 @@ class ActiveSet:
         if n <= cap:
             return
         cap = max(n, 2 * cap, 1024)
-        for name in ("idx", "cls", "dk"):
+        for name in ("idx", "cls", "dk", "z"):
             old = getattr(self, name)
             new = np.empty((cap,) + old.shape[1:], old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)
-        zt = np.empty((self.dim, cap), np.float64)
-        zt[:, : self.n] = self.zt[:, : self.n]
-        self.zt = zt
 
     def add(self, idx: np.ndarray, z: np.ndarray, dk: np.ndarray, cls: np.ndarray) -> None:
         """Append candidates: pool indices ``[c]``, embeddings ``[c, d]``, exact ``dk``
@@ -49,8 +47,7 @@ class ActiveSet:
         c = len(idx)
         self._reserve(self.n + c)
         sl = slice(self.n, self.n + c)
-        self.idx[sl], self.dk[sl], self.cls[sl] = idx, dk, cls
-        self.zt[:, sl] = z.T
+        self.idx[sl], self.dk[sl], self.cls[sl], self.z[sl] = idx, dk, cls, z
         self.n += c
 
     def update(self, zp: np.ndarray) -> None:
@@ -58,7 +55,7 @@ class ActiveSet:
         n = self.n
         if n == 0:
             return
-        d = columns_distances_to_point(self.zt[:, :n], zp)
+        d = distances_to_point(self.z[:n], zp)
         if self.kk == 1:
             np.minimum(self.dk[:n, 0], d, out=self.dk[:n, 0])
         else:
@@ -78,5 +75,5 @@ class ActiveSet:
         self.idx[: len(k)] = self.idx[k]
         self.cls[: len(k)] = self.cls[k]
         self.dk[: len(k)] = self.dk[k]
-        self.zt[:, : len(k)] = self.zt[:, k]
+        self.z[: len(k)] = self.z[k]
         self.n = len(k)

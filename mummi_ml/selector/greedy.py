@@ -41,8 +41,8 @@ from mummi_ml.selector.selected import SelectedSet
 __all__ = ["Pick", "LazyGreedy", "quota_classes"]
 
 _HEAD = 8  # score, id_hi, id_lo, class, owner, src, seg, row
-_STEP = 0.02  # a lowered threshold: (1 - _STEP) x the previous one (a speed knob)
-_BLOCK0, _BLOCK_MAX = 16, 128  # picks per catch-up block: first, largest
+_STEP = 0.03  # a lowered threshold: (1 - _STEP) x the previous one (a speed knob)
+_BLOCK0, _BLOCK_MAX = 8, 64  # picks per catch-up block: first, largest
 
 
 @dataclass(frozen=True)
@@ -187,44 +187,50 @@ class LazyGreedy:
             return
         rows = rows[np.argsort(p.seen[rows], kind="stable")]
         seen = p.seen[rows]
+        cls = p.classes[rows]
         z = np.take(p.z, rows, axis=0).astype(np.float64)
         dk = np.take(p.dk, rows, axis=0)
-        stop = self._T[p.classes[rows]]
-        out_i, out_dk, out_seen, out_b = [], [], [], []
-        block = _BLOCK0
-        while len(rows) and seen[0] < m:
-            lo = int(seen[0])
+        stop = self._T[cls]
+        out_i, out_dk, out_seen, out_b, out_c = [], [], [], [], []
+        block, a = _BLOCK0, 0  # rows[a:] still wait for the picks after their seen[]
+        while a < len(rows) and seen[a] < m:
+            lo = int(seen[a])
             hi = min(m, lo + block)
-            need = int(np.searchsorted(seen, hi, side="left"))  # rows that miss picks < hi
+            e = a + int(np.searchsorted(seen[a:], hi, side="left"))  # rows[a:e] miss picks < hi
             if p.kk == 1:
-                near = nearest_distances(z[:need], s.z[lo:hi])
-                self.stats["distances"] += need * (hi - lo)
-                np.minimum(dk[:need, 0], near, out=dk[:need, 0])
+                near = nearest_distances(z[a:e], s.z[lo:hi])
+                self.stats["distances"] += (e - a) * (hi - lo)
+                np.minimum(dk[a:e, 0], near, out=dk[a:e, 0])
             else:
-                d = distances(z[:need], s.z[lo:hi])
+                d = distances(z[a:e], s.z[lo:hi])
                 self.stats["distances"] += d.size
                 # do not count a pick twice in the k nearest
-                d[np.arange(hi - lo)[None, :] < (seen[:need] - lo)[:, None]] = np.inf
-                dk[:need] = merge_nearest(dk[:need], d)
-            seen[:need] = hi
-            b = score(dk[:need], m)
-            low = b <= stop[:need]
-            if low.any():
-                out_i.append(rows[:need][low])
-                out_dk.append(dk[:need][low])
-                out_seen.append(seen[:need][low])
+                d[np.arange(hi - lo)[None, :] < (seen[a:e] - lo)[:, None]] = np.inf
+                dk[a:e] = merge_nearest(dk[a:e], d)
+            seen[a:e] = hi
+            b = score(dk[a:e], m)
+            low = b <= stop[a:e]
+            if low.any():  # set those aside; move the others to the end of rows[a:e]
+                out_i.append(rows[a:e][low])
+                out_dk.append(dk[a:e][low])
+                out_seen.append(seen[a:e][low])
                 out_b.append(b[low])
-                keep = np.concatenate([~low, np.ones(len(rows) - need, bool)])
-                rows, seen, z, dk, stop = (a[keep] for a in (rows, seen, z, dk, stop))
+                out_c.append(cls[a:e][low])
+                up = np.flatnonzero(~low) + a
+                a2 = e - len(up)
+                for arr in (rows, seen, cls, z, dk, stop):
+                    arr[a2:e] = arr[up]
+                a = a2
             block = min(2 * block, _BLOCK_MAX)
+        rows, seen, cls, z, dk = rows[a:], seen[a:], cls[a:], z[a:], dk[a:]
         if len(rows):
             b = score(dk, m)
-            cls = p.classes[rows]
             low = b <= self._T[cls]
             out_i.append(rows[low])
             out_dk.append(dk[low])
             out_seen.append(seen[low])
             out_b.append(b[low])
+            out_c.append(cls[low])
             up = ~low
             self._active.add(rows[up], z[up], dk[up], cls[up])
             self.stats["active_peak"] = max(self.stats["active_peak"], self._active.n)
@@ -232,7 +238,7 @@ class LazyGreedy:
             i = np.concatenate(out_i)
             p.dk[i] = np.concatenate(out_dk)
             p.seen[i] = np.concatenate(out_seen)
-            self._aside.push(i, np.concatenate(out_b), p.classes[i])
+            self._aside.push(i, np.concatenate(out_b), np.concatenate(out_c))
 
     def _lower(self, allowed: np.ndarray) -> None:
         """Lower the allowed classes' thresholds by ``_STEP`` (relative to the largest of them)
