@@ -6,10 +6,10 @@ upper bound (a *bound*) of the true one. Per rank and class ``c`` a threshold ``
 candidates: those in the *active set* (:class:`ActiveSet`) have exact novelty and are updated
 after every pick; every other candidate of class c has a bound ``<= T[c]`` and waits, ordered by
 bound (:mod:`mummi_ml.selector.bounds`). The active set's best candidate is the rank's exact
-maximum as soon as its novelty is strictly above ``T``; otherwise ``T`` is lowered to just below
-that best novelty, and the waiting candidates above the new threshold are brought up to date
-against the picks they missed, in blocks of picks, each stopping as soon as its bound falls to
-the threshold (most need a few distances, not one per pick). Active candidates whose novelty
+maximum as soon as its novelty is strictly above ``T``; otherwise ``T`` is lowered by a step
+(3%), and the waiting candidates above the new threshold are brought up to date against the
+picks they missed, in blocks of picks, each stopping as soon as its bound falls to the threshold
+(most need a few blocks, not one distance per pick). Active candidates whose novelty
 falls to the threshold go back to waiting. A pick therefore touches the candidates whose novelty
 is near the top, not the pool. The global maximum is one ``Allgather`` of each rank's best
 (score, id, class, location, embedding); ties go to the smallest patch id; every rank appends
