@@ -4,6 +4,7 @@ backends, ingest rate per rank, memory per candidate. Prints JSON (stdout) and a
 
     python benchmarks/bench_selector.py                 # full: pools of 35,000 and 1,000,000
     python benchmarks/bench_selector.py --quick         # small sizes, seconds
+    python benchmarks/bench_selector.py --lazy-only --repeats 7   # the lazy greedy alone
     python benchmarks/bench_selector.py --out bench.json
 
 Times are medians over ``--repeats`` runs (wall clock, one process; threads as the environment
@@ -66,7 +67,7 @@ def _min_pair(z: np.ndarray) -> float:
 
 
 def bench_selection(n: int, picks: int, d: int, warm: int, repeats: int, naive_picks: int,
-                    rng) -> dict:
+                    rng, lazy_only: bool = False) -> dict:
     """200 picks from n candidates: lazy (cold: nothing selected yet; warm: ``warm`` earlier
     picks), eager reference, naive re-rank, DynIm top-k once."""
     z = rng.normal(size=(n, d)).astype(np.float32)
@@ -88,6 +89,10 @@ def bench_selection(n: int, picks: int, d: int, warm: int, repeats: int, naive_p
         out[f"lazy_{mode}_distances"] = runs[0][2]["distances"]
         out[f"lazy_{mode}_lowered"] = runs[0][2]["lowered"]
         out[f"_lazy_{mode}_ids"] = runs[0][1]
+        out[f"lazy_{mode}_range_s"] = [min(r[0] for r in runs), max(r[0] for r in runs)]
+    if lazy_only:
+        out.pop("_lazy_warm_ids"), out.pop("_lazy_cold_ids")
+        return out
     t_ref, (pos, _) = _median(lambda: reference_select(z, ids, picks, selected_z=prev), 1)
     out["reference_eager_warm_s"] = t_ref
     out["lazy_equals_reference"] = out.pop("_lazy_warm_ids") == ids[pos].tolist()
@@ -178,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--no-model", action="store_true", help="skip the torch metric in ingest")
+    ap.add_argument("--lazy-only", action="store_true",
+                    help="only the lazy greedy's cold and warm selection (seconds, not minutes)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     sizes = [2000, 20000] if args.quick else [35000, 1_000_000]
@@ -188,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": "not measured: no GPU lent" if not _has_cuda() else "cuda present",
     }
     res["selection"] = [bench_selection(n, 200, 9, 1000, args.repeats,
-                                        200 if n <= 35000 else 10, rng) for n in sizes]
+                                        200 if n <= 35000 else 10, rng, args.lazy_only)
+                        for n in sizes]
+    if args.lazy_only:
+        print(json.dumps(res, indent=1))
+        for s in res["selection"]:
+            sys.stderr.write(f"{s['n']:>9}: lazy cold {s['lazy_cold_s']:.3f} s "
+                             f"({s['lazy_cold_range_s'][0]:.3f}-{s['lazy_cold_range_s'][1]:.3f}), "
+                             f"warm {s['lazy_warm_s']:.3f} s, median of {args.repeats}\n")
+        return 0
     res["nn_search"] = bench_nn(10**4 if args.quick else 10**5, 10**4, 9, args.repeats, rng)
     embedders = {"mean_concentrations": (mean_concentrations, 14)}
     if not args.no_model:
