@@ -68,6 +68,59 @@ def test_a_cold_start_deep_into_the_pool_picks_what_the_reference_picks(rng, kk)
     assert engine.stats["lowered"] > 10
 
 
+def _random_embeddings(rng, n, d, mode):
+    if mode == "grid":  # many exactly equal distances
+        z = rng.integers(0, 4, size=(n, d)).astype(float)
+    else:
+        z = rng.normal(size=(n, d))
+        if mode == "duplicates":
+            z[rng.integers(0, n, n // 3)] = z[rng.integers(0, n, n // 3)]
+    return (z * rng.choice([1e-3, 1.0, 1e3])).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_lazy_greedy_matches_the_reference_on_random_pools_and_rounds(seed):
+    # random sizes, dimensions, k nearest, quotas, floors, warm starts, ties and duplicates;
+    # candidates arrive between rounds; every stored bound stays the kk smallest distances
+    # among the picks a row has seen
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(20, 800)), int(rng.integers(1, 10))
+    kk = int(rng.choice([1, 2, 3]))
+    z = _random_embeddings(rng, n, d, rng.choice(["normal", "grid", "duplicates"]))
+    ids = rng.permutation(10 * n)[:n].astype(np.uint64)
+    cls = rng.integers(0, int(rng.integers(1, 5)), n).astype(np.int8)
+    quotas = None if rng.random() < 0.5 else rng.random(4) + 0.01
+    s = SelectedSet(d)
+    if rng.random() < 0.4:
+        s.append(z[rng.integers(0, n, 5)], ids=np.arange(5, dtype=np.uint64) + 10**9)
+    pool = CandidatePool(d, kk)
+    engine = LazyGreedy(pool, s, frontier_size=int(rng.choice([1, 4, 1024])), quotas=quotas)
+    arrival = np.where(rng.random(n) < 0.6, 0, 1)
+    waiting = np.zeros(n, bool)
+    for r in range(2):
+        new = np.flatnonzero(arrival == r)
+        pool.add(z[new], NearestSelected(kk, "ckdtree").query(z[new], s.z), ids=ids[new],
+                 classes=cls[new], seen=np.full(len(new), len(s)), src=0, seg=r, row=new)
+        waiting[new] = True
+        avail = np.flatnonzero(waiting)
+        k = int(rng.choice([1, 7, 40, n]))
+        ref, nov = reference_select(z[avail], ids[avail], k, classes=cls[avail],
+                                    selected_z=s.z.copy() if len(s) else None,
+                                    selected_classes=s.classes.copy(), knn_k=kk, quotas=quotas)
+        picks = engine.select(k)
+        assert [p.id for p in picks] == ids[avail[ref]].tolist()
+        assert [p.novelty for p in picks] == nov.tolist()
+        waiting[avail[ref]] = False
+        assert sorted(pool.ids.tolist()) == sorted(ids[waiting].tolist())
+        dist = distances(pool.z, s.z)
+        for seen in np.unique(pool.seen):
+            rows = np.flatnonzero(pool.seen == seen)
+            want = np.full((len(rows), kk), np.inf)
+            near = np.sort(dist[rows, :seen], axis=1)[:, :kk]
+            want[:, : near.shape[1]] = near
+            np.testing.assert_array_equal(pool.dk[rows], want)
+
+
 def test_lazy_greedy_touches_a_small_part_of_a_warm_pool(rng):
     z, ids, cls = _data(rng, 20000)
     s = SelectedSet(5)
