@@ -45,6 +45,21 @@ _STEP = 0.03  # a lowered threshold: (1 - _STEP) x the previous one (a speed kno
 _BLOCK0, _BLOCK_MAX = 8, 64  # picks per catch-up block: first, largest
 
 
+def _count_picks(z: np.ndarray, dk: np.ndarray, seen: np.ndarray, picks: np.ndarray,
+                 lo: int) -> np.ndarray:
+    """``dk`` (``[c, kk]``) with the picks ``lo, lo+1, ...`` (embeddings ``picks``) counted in.
+
+    Rows whose ``seen`` is above ``lo`` recompute a few picks they have already counted: a
+    recomputed distance is bit-identical, so with ``kk == 1`` the minimum is unchanged, and with
+    ``kk > 1`` those columns are masked so that no pick is counted twice in the k nearest.
+    """
+    if dk.shape[1] == 1:
+        return np.minimum(dk, nearest_distances(z, picks)[:, None])
+    d = distances(z, picks)
+    d[np.arange(len(picks))[None, :] < (seen - lo)[:, None]] = np.inf
+    return merge_nearest(dk, d)
+
+
 @dataclass(frozen=True)
 class Pick:
     """One selected patch (a handful per round, so a small object is fine)."""
@@ -122,8 +137,7 @@ class LazyGreedy:
         if len(idx) == 0:
             return
         # rows in order of the picks they have seen; each chunk starts at its first row's
-        # count, so a row recomputes at most ~25% more picks than it missed (a recomputed
-        # distance is bit-identical, and the k-nearest mask below skips it)
+        # count, so a row recomputes at most ~25% more picks than it missed (see _count_picks)
         idx = idx[np.argsort(p.seen[idx], kind="stable")]
         seen = p.seen[idx]
         a = 0
@@ -133,13 +147,7 @@ class LazyGreedy:
             b = min(a + rows, int(np.searchsorted(seen, lo + max(8, (m - lo) // 4), "right")))
             ch = idx[a:b]
             self.stats["distances"] += len(ch) * (m - lo)
-            if p.kk == 1:
-                p.dk[ch, 0] = np.minimum(p.dk[ch, 0], nearest_distances(p.z[ch], s.z[lo:m]))
-            else:
-                d = distances(p.z[ch], s.z[lo:m])  # [c, m - lo]
-                # do not count a pick twice in the k nearest
-                d[np.arange(m - lo)[None, :] < (seen[a:b] - lo)[:, None]] = np.inf
-                p.dk[ch] = merge_nearest(p.dk[ch], d)
+            p.dk[ch] = _count_picks(p.z[ch], p.dk[ch], seen[a:b], s.z[lo:m], lo)
             a = b
         p.seen[idx] = m
 
@@ -147,15 +155,22 @@ class LazyGreedy:
         """Make every candidate's novelty exact (before eviction by least novelty)."""
         self.refresh(np.arange(len(self.pool)))
 
+    def _write_back(self, pos: np.ndarray) -> np.ndarray:
+        """Write the exact novelty of active positions ``pos`` (bool ``[n]``) back to the pool,
+        skipping picked rows; returns the written rows' positions."""
+        a = self._active
+        pos = np.flatnonzero(pos & (a.dk[: a.n, 0] != -np.inf))
+        i = a.idx[pos]
+        self.pool.dk[i] = a.dk[pos]
+        self.pool.seen[i] = len(self.selected)
+        return pos
+
     def _flush(self) -> None:
-        """Write the active set's exact novelty back to the pool (picked rows are skipped)."""
+        """Write the whole active set back to the pool and empty it."""
         a = self._active
         if a is None or a.n == 0:
             return
-        live = a.dk[: a.n, 0] != -np.inf
-        i = a.idx[: a.n][live]
-        self.pool.dk[i] = a.dk[: a.n][live]
-        self.pool.seen[i] = len(self.selected)
+        self._write_back(np.ones(a.n, dtype=bool))
         a.n = 0
 
     def _rebuild(self) -> None:
@@ -171,9 +186,6 @@ class LazyGreedy:
         self._levels = BoundLevels(score(p.dk, m), p.classes, self._alive)
         self._aside = SetAside(self._levels.top)
         self._T = np.array([self._levels.threshold(c) for c in range(N_CLASSES)])
-
-    def _set_aside(self, idx: np.ndarray, bounds: np.ndarray) -> None:
-        self._aside.push(idx, bounds, self.pool.classes[idx])
 
     def _catch_up(self, rows: np.ndarray) -> None:
         """Bring waiting candidates ``rows`` up to date against the picks they missed, in
@@ -197,16 +209,8 @@ class LazyGreedy:
             lo = int(seen[a])
             hi = min(m, lo + block)
             e = a + int(np.searchsorted(seen[a:], hi, side="left"))  # rows[a:e] miss picks < hi
-            if p.kk == 1:
-                near = nearest_distances(z[a:e], s.z[lo:hi])
-                self.stats["distances"] += (e - a) * (hi - lo)
-                np.minimum(dk[a:e, 0], near, out=dk[a:e, 0])
-            else:
-                d = distances(z[a:e], s.z[lo:hi])
-                self.stats["distances"] += d.size
-                # do not count a pick twice in the k nearest
-                d[np.arange(hi - lo)[None, :] < (seen[a:e] - lo)[:, None]] = np.inf
-                dk[a:e] = merge_nearest(dk[a:e], d)
+            dk[a:e] = _count_picks(z[a:e], dk[a:e], seen[a:e], s.z[lo:hi], lo)
+            self.stats["distances"] += (e - a) * (hi - lo)
             seen[a:e] = hi
             b = score(dk[a:e], m)
             low = b <= stop[a:e]
@@ -267,11 +271,8 @@ class LazyGreedy:
         n_fallen = int(np.count_nonzero(fallen))
         if n_fallen <= a.n // 4 + 16:
             return
-        i, b = a.idx[: a.n][fallen], sc[fallen]
-        live = b != -np.inf
-        self.pool.dk[i[live]] = a.dk[: a.n][fallen][live]
-        self.pool.seen[i[live]] = len(self.selected)
-        self._set_aside(i[live], b[live])
+        pos = self._write_back(fallen)
+        self._aside.push(a.idx[pos], sc[pos], a.cls[pos])
         a.keep(~fallen)
 
     def local_best(self, allowed: np.ndarray) -> int:
@@ -356,8 +357,7 @@ class LazyGreedy:
                     self._active.mark_picked(self._best_pos)
             if len(s) == 1:  # first pick of the campaign: every bound was inf and every row
                 # has seen no pick, so the whole pool is updated at once, without gathers
-                d1 = distances_to_point(p.z, zp)[:, None]
-                p.dk[:] = merge_nearest(p.dk, d1) if p.kk > 1 else np.minimum(p.dk, d1)
+                p.dk[:] = merge_nearest(p.dk, distances_to_point(p.z, zp)[:, None])
                 p.seen[:] = 1
                 self.stats["distances"] += len(p)
                 self._rebuild()
