@@ -42,6 +42,13 @@ def bound_levels(bounds: np.ndarray, top: float) -> np.ndarray:
     return lev.astype(np.int16)
 
 
+def _class_keys(bounds: np.ndarray, classes: np.ndarray, top: float) -> np.ndarray:
+    """int16 sort keys ``class * LEVELS + level``: by class, then highest bounds first."""
+    key = bound_levels(bounds, top)
+    key += np.asarray(classes).astype(np.int16) * np.int16(LEVELS)
+    return key
+
+
 class BoundLevels:
     """The live candidates of a pool sorted by class, then bound level (highest bounds first).
 
@@ -56,8 +63,7 @@ class BoundLevels:
         if not np.isfinite(top):
             top = float(bounds.max(initial=0.0, where=alive & np.isfinite(bounds)))
         self.top = top if top > 0 else 1.0
-        key = bound_levels(bounds, self.top)
-        key += classes.astype(np.int16) * np.int16(LEVELS)
+        key = _class_keys(bounds, classes, self.top)
         key[~alive] = N_CLASSES * LEVELS  # a bin after every class: never taken
         self._order = np.argsort(key, kind="stable")
         self.starts = np.zeros(N_CLASSES * LEVELS + 2, dtype=np.int64)
@@ -129,8 +135,7 @@ class SetAside:
         ni, nb, nc = (np.concatenate([p[j] for p in self._new]) for j in range(3))
         i = np.concatenate([self._idx[k], ni])
         b = np.concatenate([self._b[k], nb])
-        key = np.concatenate([self._key[k], bound_levels(nb, self.top) + nc * np.int16(LEVELS)])
-        key = key.astype(np.int16, copy=False)
+        key = np.concatenate([self._key[k], _class_keys(nb, nc, self.top)])
         o = np.argsort(key, kind="stable")
         self._idx, self._b, self._key = i[o], b[o], key[o]
         self._seg = np.searchsorted(self._key, np.arange(N_CLASSES + 1) * LEVELS)
