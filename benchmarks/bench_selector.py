@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lazy-only", action="store_true",
                     help="only the lazy greedy's cold and warm selection (seconds, not minutes)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats: expected >= 1, got {args.repeats}")
     rng = np.random.default_rng(0)
     sizes = [2000, 20000] if args.quick else [35000, 1_000_000]
     res: dict = {
