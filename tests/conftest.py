@@ -55,3 +55,124 @@ def run_mpi():
 def rng() -> np.random.Generator:
     """A seeded generator; tests never use the global numpy RNG."""
     return np.random.default_rng(12345)
+
+
+# ---- Flux: a real single-node instance started by the tests -------------------------------------
+
+FLUX_VERSION = "0.88.0"
+
+
+def flux_prefix() -> Path | None:
+    """Where flux-core is installed: ``$MUMMI_FLUX_PREFIX``, the prefix ``.ci/build-flux.sh``
+    builds into (``/opt/mummi-flux-0.88.0``), or the ``flux`` on PATH; None when none is."""
+    candidates = [os.environ.get("MUMMI_FLUX_PREFIX"), f"/opt/mummi-flux-{FLUX_VERSION}"]
+    on_path = shutil.which("flux")
+    if on_path:
+        candidates.append(str(Path(on_path).resolve().parents[1]))
+    for c in candidates:
+        if c and (Path(c) / "bin" / "flux").exists():
+            return Path(c)
+    return None
+
+
+def flux_python_path(prefix: Path) -> Path:
+    """The directory of the flux Python bindings under ``prefix`` (for this Python version)."""
+    return prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
+class FluxInstance:
+    """A running ``flux start`` instance: its URI, prefix and the environment to reach it."""
+
+    def __init__(self, prefix: Path, uri: str, proc: subprocess.Popen):
+        self.prefix, self.uri, self.proc = prefix, uri, proc
+        self.bin = prefix / "bin" / "flux"
+
+    def env(self, base: dict | None = None) -> dict:
+        """``base`` (default os.environ) with FLUX_URI, PATH and PYTHONPATH set for this instance."""
+        env = dict(os.environ if base is None else base)
+        env["FLUX_URI"] = self.uri
+        env["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        py = [str(REPO), str(flux_python_path(self.prefix)), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in py if p)
+        return env
+
+    def run(self, *args: str, timeout: float = 60, check: bool = True):
+        """Run ``flux ARGS...`` against this instance; returns the CompletedProcess."""
+        proc = subprocess.run([str(self.bin), *args], capture_output=True, text=True,
+                              timeout=timeout, env=self.env())
+        if check and proc.returncode != 0:
+            pytest.fail(f"flux {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        return proc
+
+
+def _start_flux(tmp: Path) -> FluxInstance:
+    prefix = flux_prefix()
+    if prefix is None:
+        pytest.skip("flux-core is not installed (bash .ci/build-flux.sh builds it from "
+                    "../shared/vendor into /opt/mummi-flux-0.88.0)")
+    bindings = flux_python_path(prefix)
+    if not (bindings / "flux").is_dir():
+        pytest.skip(f"flux-core at {prefix} has no Python bindings for this Python ({bindings})")
+    uri_file = tmp / "flux-uri"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(bindings), env.get("PYTHONPATH", "")])
+    env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}" + \
+        env.get("PATH", "")
+    proc = subprocess.Popen(
+        [str(prefix / "bin" / "flux"), "start", "-o,-Sbroker.rundir=" + str(tmp / "rundir"),
+         "sh", "-c", f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
+         "&& exec sleep 100000"],
+        stdout=open(tmp / "flux-start.log", "w"), stderr=subprocess.STDOUT, env=env,
+        start_new_session=True,
+    )
+    (tmp / "rundir").mkdir(exist_ok=True)
+    import time
+
+    deadline = time.monotonic() + 60
+    while not uri_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log = (tmp / "flux-start.log").read_text()[-2000:]
+            pytest.fail(f"flux start did not come up (rc {proc.returncode}): {log}")
+        time.sleep(0.1)
+    return FluxInstance(prefix, uri_file.read_text().strip(), proc)
+
+
+def _stop_flux(inst: FluxInstance) -> None:
+    import signal
+
+    try:
+        os.killpg(inst.proc.pid, signal.SIGTERM)
+        inst.proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(inst.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def flux_instance(tmp_path_factory, monkeypatch_session_env):
+    """A real single-node Flux instance for the whole session (skips without flux-core).
+
+    The test process gets FLUX_URI, PATH and the bindings on ``sys.path``, so
+    ``make_backend(JobsConfig(backend="flux"), ...)`` and subprocesses reach it."""
+    inst = _start_flux(tmp_path_factory.mktemp("flux"))
+    sys.path.insert(0, str(flux_python_path(inst.prefix)))
+    monkeypatch_session_env(inst.env())
+    yield inst
+    _stop_flux(inst)
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session_env():
+    """Set environment variables for the rest of the session; restored at its end."""
+    saved = dict(os.environ)
+
+    def _set(env: dict) -> None:
+        os.environ.clear()
+        os.environ.update(env)
+
+    yield _set
+    os.environ.clear()
+    os.environ.update(saved)
