@@ -25,7 +25,7 @@ if [[ "$(id -u)" = 0 ]] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   pkgs="autoconf automake libtool pkg-config make gcc g++ libzmq3-dev libczmq-dev libjansson-dev
         libmunge-dev liblz4-dev libhwloc-dev libsqlite3-dev uuid-dev libarchive-dev libncurses-dev
-        lua5.1 liblua5.1-0-dev lua-posix python3-venv"
+        lua5.1 liblua5.1-0-dev lua-posix python3-cffi python3-ply python3-yaml"
   missing=$(dpkg-query -W -f='${Status} ${Package}\n' $pkgs 2>/dev/null | grep -vc '^install ok installed' || true)
   if ! dpkg-query -W $pkgs >/dev/null 2>&1 || [[ "$missing" != 0 ]]; then
     log "installing build dependencies with apt-get"
@@ -36,13 +36,13 @@ fi
 WORK="$(mktemp -d /tmp/mummi-flux-build.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 log "building flux-core $VERSION into $PREFIX (about 5 minutes on 2 cores)"
-# A private build interpreter with cffi (build time) and ply (run time of the bindings' codegen).
-python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/python" -m pip install --quiet cffi ply pyyaml
+# Flux runs its Python subcommands (flux modprobe, flux jobs, ...) with the interpreter it was
+# configured with, so that must outlive the build: the system python3 with Debian's cffi, ply
+# and yaml. The same bindings load in any venv of this Python version that has cffi and ply.
 tar -xzf "$ARCHIVE" -C "$WORK"
 cd "$WORK/flux-core-$VERSION"
 FLUX_VERSION=$VERSION ./autogen.sh >"$WORK/autogen.log" 2>&1 || { tail -30 "$WORK/autogen.log" >&2; exit 1; }
-./configure --prefix="$PREFIX" --disable-docs PYTHON="$WORK/venv/bin/python" \
+./configure --prefix="$PREFIX" --disable-docs PYTHON=/usr/bin/python3 \
   >"$WORK/configure.log" 2>&1 || { tail -40 "$WORK/configure.log" >&2; exit 1; }
 make -j"$(nproc)" >"$WORK/make.log" 2>&1 || { tail -40 "$WORK/make.log" >&2; exit 1; }
 make install >"$WORK/install.log" 2>&1 || { tail -40 "$WORK/install.log" >&2; exit 1; }

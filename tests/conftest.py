@@ -119,13 +119,11 @@ def _start_flux(tmp: Path) -> FluxInstance:
     env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}" + \
         env.get("PATH", "")
     proc = subprocess.Popen(
-        [str(prefix / "bin" / "flux"), "start", "-o,-Sbroker.rundir=" + str(tmp / "rundir"),
-         "sh", "-c", f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
+        [str(prefix / "bin" / "flux"), "start", "sh", "-c", f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
          "&& exec sleep 100000"],
         stdout=open(tmp / "flux-start.log", "w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True,
     )
-    (tmp / "rundir").mkdir(exist_ok=True)
     import time
 
     deadline = time.monotonic() + 60
