@@ -41,7 +41,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +60,7 @@ from mummi_ml.backends.base import (
 )
 from mummi_ml.backends.config import JobsConfig
 
-__all__ = ["FluxBackend", "flux_job_name", "mummi_job_name"]
+__all__ = ["FluxBackend", "flux_bindings_dir", "flux_job_name", "mummi_job_name"]
 
 #: job-list attributes read for every job (the id is always returned; see flux-core's
 #: src/modules/job-list/job_util.c for the valid names)
@@ -89,14 +91,33 @@ def mummi_job_name(flux_name: str) -> str:
     return f"{campaign}-{rest}" if at and rest else flux_name
 
 
+def flux_bindings_dir() -> Path | None:
+    """The flux-python directory of the ``flux`` command on PATH for this Python
+    (``<prefix>/lib/flux/python3.X``, what ``flux env`` puts on PYTHONPATH), or None."""
+    exe = shutil.which("flux")
+    if exe is None:
+        return None
+    v = sys.version_info
+    found = Path(exe).resolve().parents[1] / "lib" / "flux" / f"python{v[0]}.{v[1]}"
+    return found if (found / "flux").is_dir() else None
+
+
 def _import_flux() -> Any:
+    """Import flux-python: from sys.path, else from the flux-core that runs this instance (the
+    ``flux`` on PATH: ``flux start`` puts its bin directory there but not its bindings)."""
     try:
         import flux  # noqa: F401
         import flux.constants
         import flux.job
     except ImportError as exc:
+        first = exc
+        extra = flux_bindings_dir()
+        if extra is not None and str(extra) not in sys.path:
+            sys.path.append(str(extra))
+            return _import_flux()
+        where = f"; tried {extra}" if extra else ""
         raise BackendUnavailableError(
-            f"the flux Python bindings are not importable ({exc}); install flux-core "
+            f"the flux Python bindings are not importable ({first}{where}); install flux-core "
             "(which ships them) or use jobs.backend=local|slurm"
         ) from None
     return flux
