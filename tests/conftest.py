@@ -122,11 +122,12 @@ def _start_flux(tmp: Path) -> FluxInstance:
         env.get("PATH", "")
     with open(tmp / "flux-start.log", "w") as log:
         # The initial program writes the instance's URI, then holds the instance open until the
-        # session ends (_stop_flux). Its own process group: the stop signals all of it.
+        # session ends (_stop_flux) or this process is gone (a killed pytest leaves no instance
+        # behind). Its own process group: the stop signals all of it.
         proc = subprocess.Popen(
             [str(prefix / "bin" / "flux"), "start", "sh", "-c",
              f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
-             "&& exec sleep 100000"],
+             f"&& while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done"],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     deadline = time.monotonic() + 60
