@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,7 @@ class FluxInstance:
         self.bin = prefix / "bin" / "flux"
 
     def env(self, base: dict | None = None) -> dict:
-        """``base`` (default os.environ) with FLUX_URI, PATH and PYTHONPATH set for this instance."""
+        """``base`` (default os.environ) with FLUX_URI, PATH and PYTHONPATH for this instance."""
         env = dict(os.environ if base is None else base)
         env["FLUX_URI"] = self.uri
         env["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -118,35 +120,44 @@ def _start_flux(tmp: Path) -> FluxInstance:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(bindings), env.get("PYTHONPATH", "")])
     env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}" + \
         env.get("PATH", "")
-    proc = subprocess.Popen(
-        [str(prefix / "bin" / "flux"), "start", "sh", "-c", f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
-         "&& exec sleep 100000"],
-        stdout=open(tmp / "flux-start.log", "w"), stderr=subprocess.STDOUT, env=env,
-        start_new_session=True,
-    )
-    import time
-
+    with open(tmp / "flux-start.log", "w") as log:
+        # The initial program writes the instance's URI, then holds the instance open until the
+        # session ends (_stop_flux) or this process is gone (a killed pytest leaves no instance
+        # behind). Its own process group: the stop signals all of it.
+        proc = subprocess.Popen(
+            [str(prefix / "bin" / "flux"), "start", "sh", "-c",
+             f'echo "$FLUX_URI" > {uri_file}.tmp && mv {uri_file}.tmp {uri_file} '
+             f"&& while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while not uri_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log = (tmp / "flux-start.log").read_text()[-2000:]
-            pytest.fail(f"flux start did not come up (rc {proc.returncode}): {log}")
-        time.sleep(0.1)
+            _stop_flux_proc(proc)
+            text = (tmp / "flux-start.log").read_text()[-2000:]
+            pytest.fail(f"flux start did not come up (rc {proc.returncode}): {text}")
+        time.sleep(0.05)
     return FluxInstance(prefix, uri_file.read_text().strip(), proc)
 
 
-def _stop_flux(inst: FluxInstance) -> None:
-    import signal
-
+def _stop_flux_proc(proc: subprocess.Popen) -> None:
+    """SIGTERM to the instance's process group (the broker cancels its jobs and exits), then
+    SIGKILL if it is still there after 30 s."""
     try:
-        os.killpg(inst.proc.pid, signal.SIGTERM)
-        inst.proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
         try:
-            os.killpg(inst.proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        proc.wait(timeout=30)
+
+
+def _stop_flux(inst: FluxInstance) -> None:
+    _stop_flux_proc(inst.proc)
 
 
 @pytest.fixture(scope="session")

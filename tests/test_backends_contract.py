@@ -1,8 +1,9 @@
 """One contract every job backend fulfils, run over local, Slurm and Flux.
 
 Slurm runs against a real cluster (``bash .ci/setup-slurm.sh`` makes a single-node one); Flux
-against a real instance (run pytest under ``flux start``). A backend that is not installed or not
-reachable here is skipped with the reason.
+against a real instance that the ``flux_instance`` fixture starts (``flux start``, flux-core from
+``bash .ci/build-flux.sh``). A backend that is not installed or not reachable here is skipped
+with the reason.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def wait_terminal(backend: JobBackend, job_id: str, timeout_s: float = 60.0):
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request, tmp_path) -> JobBackend:
+    if request.param == "flux":  # a real instance (flux start), or a skip with the reason
+        request.getfixturevalue("flux_instance")
     reason = backend_class(request.param).unavailable_reason()
     if reason:
         pytest.skip(f"{request.param} backend unavailable: {reason}")

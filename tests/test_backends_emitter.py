@@ -61,8 +61,10 @@ def runs(emitter: JobEmitter, pid: int) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-@pytest.fixture(params=["local", "slurm"])
+@pytest.fixture(params=["local", "slurm", "flux"])
 def backend_name(request):
+    if request.param == "flux":  # a real instance (flux start), or a skip with the reason
+        request.getfixturevalue("flux_instance")
     reason = backend_class(request.param).unavailable_reason()
     if reason:
         pytest.skip(f"{request.param} backend unavailable: {reason}")

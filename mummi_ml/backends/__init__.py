@@ -9,6 +9,7 @@ from mummi_ml.backends.base import (
     BackendUnavailableError,
     JobBackend,
     JobInfo,
+    JobRejectedError,
     JobState,
 )
 from mummi_ml.backends.config import (
@@ -40,6 +41,7 @@ __all__ = [
     "JOB_STATES",
     "BackendError",
     "BackendUnavailableError",
+    "JobRejectedError",
     "EmitterError",
     "FluxBackend",
     "FluxOptions",

@@ -25,6 +25,7 @@ __all__ = [
     "JobBackend",
     "BackendError",
     "BackendUnavailableError",
+    "JobRejectedError",
     "JOB_NAME_PATTERN",
 ]
 
@@ -40,6 +41,11 @@ class BackendError(MummiMLError, RuntimeError):
 
 class BackendUnavailableError(BackendError):
     """The backend cannot be used on this machine (scheduler or bindings not installed)."""
+
+
+class JobRejectedError(BackendError):
+    """The scheduler refused a submission for what it asks (e.g. an unknown queue): the same
+    submission can never succeed, so it is not retried."""
 
 
 class JobState(str, enum.Enum):
@@ -67,7 +73,10 @@ class JobInfo:
         job_id: the backend's id (local: the name; slurm: the numeric job id; flux: f58 id).
         state: current state.
         exit_code: exit status of the command when known (negative: killed by that signal).
-        reason: short text for failed/unknown states, "" otherwise.
+        reason: short text for failed/cancelled/unknown states (the scheduler's own words
+            where it gives them), "" otherwise.
+        permanent: True for a failure that a resubmission cannot avoid (the scheduler can never
+            satisfy the request, e.g. a GPU asked of a cluster without GPUs): not retried.
     """
 
     name: str
@@ -75,6 +84,7 @@ class JobInfo:
     state: JobState
     exit_code: int | None = None
     reason: str = ""
+    permanent: bool = False
 
 
 class JobBackend(ABC):

@@ -8,10 +8,11 @@ and format specs are rejected when the config is loaded.
 
 from __future__ import annotations
 
+import re
 import string
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mummi_ml.config_loader import StrictModel
 
@@ -19,6 +20,8 @@ __all__ = [
     "JobsConfig",
     "SlurmOptions",
     "FluxOptions",
+    "FLUX_RESERVED_ATTRIBUTES",
+    "fsd_seconds",
     "COMMAND_PLACEHOLDERS",
     "DEFAULT_COMMAND",
     "template_fields",
@@ -75,13 +78,104 @@ class SlurmOptions(StrictModel):
     )
 
 
+#: Flux Standard Duration (RFC 23): a number with an optional unit ms, s, m, h or d.
+_FSD = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d)?$")
+_FSD_SECONDS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+#: Jobspec attributes the flux backend sets itself, and the option that sets each.
+FLUX_RESERVED_ATTRIBUTES: dict[str, str] = {
+    "system.job.name": "jobs.name_prefix (the emitter names jobs)",
+    "system.duration": "jobs.flux.time_limit",
+    "system.queue": "jobs.flux.queue",
+    "system.bank": "jobs.flux.bank",
+    "system.cwd": "the job directory",
+    "system.environment": "the service's environment",
+    "system.shell.options.output": "the job directory's <name>.out/.err",
+}
+
+
+def fsd_seconds(text: str) -> float:
+    """Seconds of a Flux Standard Duration (``"90"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"1d"``,
+    ``"500ms"``; a bare number is seconds). Raises ValueError for anything else."""
+    if not isinstance(text, str) or not _FSD.match(text.strip()):
+        raise ValueError("expected a Flux duration such as '90', '30s', '10m', '2h' or '1d'")
+    text = text.strip()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if text.endswith(u)), "")
+    return float(text[: len(text) - len(unit)]) * _FSD_SECONDS.get(unit, 1.0)
+
+
 class FluxOptions(StrictModel):
-    """Options of the ``flux`` backend (jobspec resources)."""
+    """Options of the ``flux`` backend: the jobspec of every MD job (``flux submit`` terms)."""
 
     uri: str | None = Field(None, description="Flux instance URI; None: the enclosing instance")
-    num_tasks: int = Field(1, ge=1, description="tasks per job")
-    cores_per_task: int = Field(1, ge=1, description="cores per task")
-    gpus_per_task: int = Field(0, ge=0, description="GPUs per task")
+    num_tasks: int = Field(1, ge=1, description="tasks per job (flux submit -n)")
+    cores_per_task: int = Field(1, ge=1, description="cores per task (flux submit -c)")
+    gpus_per_task: int = Field(0, ge=0, description="GPUs per task (flux submit -g)")
+    nodes: int | None = Field(
+        None, ge=1, description="nodes per job (flux submit -N; at most num_tasks); None: any"
+    )
+    exclusive: bool = Field(
+        False, description="whole nodes for each job (flux submit --exclusive; needs nodes)"
+    )
+    time_limit: str | None = Field(
+        None,
+        description="time limit of one job (flux submit -t), Flux Standard Duration: '90' "
+        "(s), '30s', '10m', '2h', '1d'; a job past it is killed and recorded failed "
+        "('Timeout'); None: unlimited (the instance's limit)",
+    )
+    queue: str | None = Field(None, description="flux submit --queue; None: the default queue")
+    bank: str | None = Field(
+        None, description="flux submit --bank (flux-accounting); None: the user's default bank"
+    )
+    urgency: int = Field(
+        16, ge=0, le=31,
+        description="flux submit --urgency: 0 (held) to 31 (expedite; instance owner only); "
+        "16 is Flux's default",
+    )
+    extra_attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more jobspec attributes, as `flux submit --setattr KEY=VALUE`: keys "
+        "'system.<...>' or 'user.<...>', values any YAML value, e.g. "
+        "{'system.shell.options.cpu-affinity': 'per-task', 'user.project': 'ras'}",
+    )
+
+    @field_validator("time_limit")
+    @classmethod
+    def _valid_duration(cls, value: str | None) -> str | None:
+        if value is not None and fsd_seconds(value) <= 0:
+            raise ValueError("must be longer than 0 s")
+        return value
+
+    @field_validator("queue", "bank")
+    @classmethod
+    def _non_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (null: Flux's default)")
+        return value
+
+    @field_validator("extra_attributes")
+    @classmethod
+    def _valid_attributes(cls, attrs: dict[str, Any]) -> dict[str, Any]:
+        for key in attrs:
+            if not re.match(r"^(system|user)\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", key):
+                raise ValueError(
+                    f"key {key!r}: expected 'system.<name>' or 'user.<name>' (dotted, as "
+                    "flux submit --setattr)"
+                )
+            for reserved, owner in FLUX_RESERVED_ATTRIBUTES.items():
+                if key == reserved or key.startswith(reserved + "."):
+                    raise ValueError(f"key {key!r} is set by the backend: use {owner}")
+        return attrs
+
+    @model_validator(mode="after")
+    def _valid_nodes(self) -> FluxOptions:
+        if self.exclusive and self.nodes is None:
+            raise ValueError("exclusive: true needs nodes (flux submit --exclusive needs -N)")
+        if self.nodes is not None and self.nodes > self.num_tasks:
+            raise ValueError(
+                f"nodes ({self.nodes}) must not exceed num_tasks ({self.num_tasks})"
+            )
+        return self
 
 
 class JobsConfig(StrictModel):

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobState
+from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobRejectedError, JobState
 from mummi_ml.backends.config import JobsConfig
 from mummi_ml.backends.jobdir import PATCH_FILE, JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal
@@ -298,6 +298,9 @@ class JobEmitter:
         except BackendError as exc:
             log.warning("submit of %s failed: %s", rec.name, exc)
             rec.reason = f"submit failed: {exc}"
+            if isinstance(exc, JobRejectedError):  # the same request can never be accepted
+                self._final(rec, "failed", None, rec.reason)
+                return
             try:
                 info = self.backend.find(rec.name)  # did it get through after all?
             except BackendError:
@@ -344,6 +347,8 @@ class JobEmitter:
             self._final(rec, "completed", info.exit_code, "")
         elif state == JobState.CANCELLED:
             self._final(rec, "cancelled", info.exit_code, info.reason or "cancelled")
+        elif info.permanent:  # FAILED for good (an unsatisfiable request): no retry
+            self._final(rec, "failed", info.exit_code, info.reason)
         else:  # FAILED or UNKNOWN (the backend lost it)
             self._attempt_failed(rec, info.exit_code, info.reason or state.value)
 
