@@ -6,7 +6,10 @@ already declared the job lost or cancelled it, the runner exits without running 
 ``started.json`` (its pid and process start time), runs the
 command in ``job_dir`` with stdout/stderr appended to ``<name>.out``/``<name>.err``, forwards
 SIGTERM/SIGINT/SIGHUP to it (SIGKILL after a grace period), and writes ``exit.json`` (exit code,
-cancelled flag) atomically when the command ends. The parent service may die at any time: the
+cancelled flag, signals received) atomically when the command ends. ``cancelled`` is true only when
+the backend asked for the cancel (its ``cancel`` marker exists): a signal from anyone else (e.g.
+Slurm's SIGTERM to every process of a step at the end of a batch link) is recorded as a kill by
+that signal, which the emitter resubmits. The parent service may die at any time: the
 runner lives in its own session, so the job and its record survive, and a restarted service finds
 the job by name. Only the standard library is imported here (fast start, no side effects).
 """
@@ -52,7 +55,8 @@ def main(record_dir: str) -> int:
     spec = json.loads((rec / "spec.json").read_text())
     job_dir = Path(spec["job_dir"])
     name = spec["name"]
-    cancelled = threading.Event()
+    cancelled = threading.Event()  # stop: a signal came, or the backend's cancel marker
+    received: list[int] = []
     child: subprocess.Popen | None = None
 
     def stop_child() -> None:
@@ -67,7 +71,8 @@ def main(record_dir: str) -> int:
 
         threading.Thread(target=kill_later, daemon=True).start()
 
-    def on_signal(_signum, _frame):
+    def on_signal(signum, _frame):
+        received.append(signum)
         cancelled.set()
         stop_child()
 
@@ -97,13 +102,22 @@ def main(record_dir: str) -> int:
         except OSError as exc:
             reason = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
             err.write((reason + "\n").encode())
-        code = child.wait() if child is not None else (-15 if cancelled.is_set() else 127)
-    if cancelled.is_set() and not reason:
+        if child is not None:
+            code = child.wait()
+        elif cancelled.is_set():
+            code = -(received[0] if received else signal.SIGTERM)
+        else:
+            code = 127
+    requested = (rec / "cancel").exists()  # only the backend's own cancel counts as cancelled
+    if requested and not reason:
         reason = "cancelled"
+    elif received and not reason:
+        reason = f"signal {received[0]} from outside (not a requested cancel)"
     write_json_atomic(
         rec / "exit.json",
-        {"exit_code": code, "cancelled": cancelled.is_set(), "reason": reason, "t": time.time()},
-    )
+        {"exit_code": code, "cancelled": requested, "signals": received, "reason": reason,
+         "t": time.time()},
+    )  # fmt: skip
     return 0
 
 

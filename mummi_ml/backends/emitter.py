@@ -17,12 +17,22 @@ directory with no intent (a crash between 1 and 2) gets its intent and job then.
 campaign has its own name. States are
 ``submitting`` (intent written, job id not known), ``pending``, ``running``, ``completed``,
 ``failed`` (after ``max_retries`` resubmissions), ``cancelled``.
+
+Every job runs under the outcome wrapper (:mod:`mummi_ml.backends.outcome`), which writes
+``<job dir>/<job name>.outcome.json`` when the command starts and ends. When the backend no longer
+knows a job (a Flux purge, a new Flux instance, a Slurm job aged out of the controller, a deleted
+local record), the emitter takes the outcome from that file: a completed job is recorded completed
+and never run again. Only a cancel asked for with :meth:`JobEmitter.cancel` ends a job as
+``cancelled``; a job ended by anyone else's cancel or by an interrupting signal (SIGTERM, SIGINT,
+SIGHUP, SIGKILL: the end of a batch link) is *interrupted* and resubmitted without being charged
+against ``max_retries`` (at most :data:`MAX_INTERRUPTIONS` times per patch).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +43,7 @@ from mummi_ml.backends.base import BackendError, JobBackend, JobInfo, JobRejecte
 from mummi_ml.backends.config import JobsConfig
 from mummi_ml.backends.jobdir import PATCH_FILE, JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal
+from mummi_ml.backends.outcome import read_outcome, wrap
 from mummi_ml.errors import MummiMLError
 from mummi_ml.patch import PatchBatch
 
@@ -43,6 +54,13 @@ log = logging.getLogger(__name__)
 JOB_STATES = ("submitting", "pending", "running", "completed", "failed", "cancelled")
 _TERMINAL = ("completed", "failed", "cancelled")
 JOURNAL_NAME = "jobs.journal"
+#: resubmissions of one patch after interruptions (not charged to max_retries) before it counts
+#: as failed attempts again: a bound on a job that something kills every time
+MAX_INTERRUPTIONS = 20
+#: an attempt killed by one of these (not asked for by the emitter) was interrupted, not failed
+INTERRUPT_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM})
+#: backend reasons that are the job's own doing even when it ended by a signal
+_CHARGED_WORDS = ("timeout", "time limit", "out_of_memory", "oom", "deadline")
 
 
 class EmitterError(JobDirError):
@@ -65,6 +83,8 @@ class JobRecord:
         state: one of :data:`JOB_STATES`.
         exit_code: exit code of the last ended attempt, if known.
         reason: why the last attempt failed, "" otherwise.
+        interruptions: attempts ended by an interruption (not charged to ``max_retries``).
+        cancel_requested: :meth:`JobEmitter.cancel` was called for the current attempt.
     """
 
     patch_id: int
@@ -74,6 +94,8 @@ class JobRecord:
     state: str = "submitting"
     exit_code: int | None = None
     reason: str = ""
+    interruptions: int = 0
+    cancel_requested: bool = False
 
     @property
     def active(self) -> bool:
@@ -138,9 +160,12 @@ class JobEmitter:
     def recover(self) -> None:
         """Rebuild the job records from the journal and reconcile them with the backend.
 
-        Intents without a job id are looked up by name (``backend.find``) and adopted, else
-        submitted; job directories without an intent get one; half-built directories (a crash
-        while writing them) are removed. Finished and failed states are restored as they were.
+        Intents without a job id are looked up by name (``backend.find``) and adopted; one the
+        backend does not know is settled from its outcome file if it ran, else submitted; job
+        directories without an intent get one; half-built directories (a crash while writing
+        them) are removed. Finished and failed states are restored as they were; jobs that were
+        active are asked for once, so those that ended meanwhile are settled now (and handed out
+        by the next :meth:`poll`).
         """
         self._recovered = True
         self.records.clear()
@@ -164,6 +189,7 @@ class JobEmitter:
         for rec in list(self.records.values()):
             if rec.state == "submitting":
                 self._reconcile(rec)
+        self._refresh()  # jobs that ended (or were forgotten) while no service watched them
         log.info("recovered %d jobs: %s", len(self.records), self.counts())
 
     def free_slots(self) -> int:
@@ -221,17 +247,29 @@ class JobEmitter:
         self._check_recovered()
         for rec in [r for r in self.records.values() if r.state == "submitting"]:
             self._reconcile(rec)
-        watched = [r for r in self.records.values() if r.active and r.job_id is not None]
-        try:
-            infos = self.backend.states([r.job_id for r in watched]) if watched else {}
-        except BackendError as exc:  # a scheduler hiccup must not kill the service: next poll
-            log.warning("job states not available now: %s", exc)
-            infos = {}
-        for rec in watched:
-            if rec.job_id in infos:
-                self._update(rec, infos[rec.job_id])
+        self._refresh()
         out, self._finished = self._finished, []
         return out
+
+    def cancel(self, patch_id: int) -> bool:
+        """Cancel the job of a patch for good: it ends ``cancelled`` and is never resubmitted.
+
+        The request is journalled before the backend hears of it, so a crash in between still
+        ends the job as cancelled after :meth:`recover`. Returns False if the patch has no active
+        job (unknown patch, or its job ended already). A job that completes before the cancel
+        takes effect is recorded completed.
+        """
+        self._check_recovered()
+        rec = self.records.get(int(patch_id))
+        if rec is None or not rec.active:
+            return False
+        self.journal.append({"event": "cancel", "name": rec.name, "patch_id": rec.patch_id})
+        rec.cancel_requested = True
+        if rec.job_id is None:
+            self._reconcile(rec)  # finds the job (then cancels it) or ends the record now
+        else:
+            self._cancel_backend(rec)
+        return True
 
     def counts(self) -> dict[str, int]:
         """Number of jobs (patches) by state, every state of :data:`JOB_STATES` present."""
@@ -275,14 +313,16 @@ class JobEmitter:
             self.recover()
 
     def _start_attempt(
-        self, pid: int, attempt: int, last_exit: int | None = None, last_reason: str = ""
+        self, pid: int, attempt: int, last_exit: int | None = None, last_reason: str = "",
+        interruptions: int = 0,
     ) -> JobRecord:
         """Journal the intent of attempt ``attempt`` of patch ``pid``, then submit it."""
         rec = JobRecord(pid, self.job_name(pid, attempt), attempt, None, "submitting",
-                        last_exit, last_reason)  # fmt: skip
+                        last_exit, last_reason, interruptions)  # fmt: skip
         event = {"event": "intent", "name": rec.name, "patch_id": pid, "attempt": attempt}
         if attempt > 1:
-            event.update(last_exit_code=last_exit, last_reason=last_reason)
+            event.update(last_exit_code=last_exit, last_reason=last_reason,
+                         interruptions=interruptions)  # fmt: skip
         self.journal.append(event)
         self.records[pid] = rec
         if attempt > 1:
@@ -290,11 +330,30 @@ class JobEmitter:
         self._submit(rec)
         return rec
 
-    def _submit(self, rec: JobRecord) -> None:
+    def _refresh(self) -> None:
+        """One state query for every active job with a job id; settle those that ended."""
+        watched = [r for r in self.records.values() if r.active and r.job_id is not None]
         try:
-            job_id = self.backend.submit(
-                rec.name, self.command(rec.patch_id), self.job_dir(rec.patch_id)
-            )
+            infos = self.backend.states([r.job_id for r in watched]) if watched else {}
+        except BackendError as exc:  # a scheduler hiccup must not kill the service: next poll
+            log.warning("job states not available now: %s", exc)
+            infos = {}
+        for rec in watched:
+            if rec.job_id in infos:
+                self._update(rec, infos[rec.job_id])
+
+    def _cancel_backend(self, rec: JobRecord) -> None:
+        try:
+            self.backend.cancel(rec.job_id)
+        except BackendError as exc:  # the journalled request stands; the next poll tells
+            log.warning("cancel of %s failed now (%s); its end will be recorded cancelled",
+                        rec.name, exc)  # fmt: skip
+
+    def _submit(self, rec: JobRecord) -> None:
+        job_dir = self.job_dir(rec.patch_id)
+        argv = wrap(self.command(rec.patch_id), job_dir, rec.name, rec.attempt)
+        try:
+            job_id = self.backend.submit(rec.name, argv, job_dir)
         except BackendError as exc:
             log.warning("submit of %s failed: %s", rec.name, exc)
             rec.reason = f"submit failed: {exc}"
@@ -321,6 +380,8 @@ class JobEmitter:
             {"event": "submitted", "name": rec.name, "job_id": info.job_id, "adopted": True}
         )
         rec.job_id, rec.state = info.job_id, "pending"
+        if rec.cancel_requested and info.state.value in ("pending", "running"):
+            self._cancel_backend(rec)
         self._update(rec, info)
 
     def _reconcile(self, rec: JobRecord) -> None:
@@ -335,6 +396,19 @@ class JobEmitter:
             return
         if info is not None:
             self._adopt(rec, info)
+            return
+        # The backend does not know the name: the job never reached it, or it ran and the
+        # backend forgot it (purged, an earlier Flux instance, aged out). Its outcome file tells.
+        outcome = read_outcome(self.job_dir(rec.patch_id), rec.name)
+        if rec.cancel_requested:
+            if outcome is not None and outcome.get("end") is not None \
+                    and outcome.get("exit_code") == 0:
+                self._final(rec, "completed", 0, "")
+            else:
+                self._final(rec, "cancelled", None, "cancelled before it reached the backend")
+        elif outcome is not None:
+            log.warning("%s: the backend does not know it, but it ran (outcome file)", rec.name)
+            self._update(rec, JobInfo(rec.name, "", JobState.UNKNOWN, reason="not found"))
         else:
             log.info("%s: intent never reached the backend; submitting it now", rec.name)
             self._submit(rec)
@@ -345,21 +419,55 @@ class JobEmitter:
             rec.state = state.value
         elif state == JobState.COMPLETED:
             self._final(rec, "completed", info.exit_code, "")
-        elif state == JobState.CANCELLED:
-            self._final(rec, "cancelled", info.exit_code, info.reason or "cancelled")
-        elif info.permanent:  # FAILED for good (an unsatisfiable request): no retry
-            self._final(rec, "failed", info.exit_code, info.reason)
-        else:  # FAILED or UNKNOWN (the backend lost it)
-            self._attempt_failed(rec, info.exit_code, info.reason or state.value)
+        else:  # FAILED, CANCELLED, or UNKNOWN (the backend forgot it)
+            self._ended(rec, info)
+
+    def _ended(self, rec: JobRecord, info: JobInfo) -> None:
+        """Settle an attempt that did not end completed by the backend's account.
+
+        The outcome file decides first (exit 0: completed, whatever the scheduler lost or said);
+        then a cancel the emitter asked for (cancelled); then interrupted (resubmitted, not
+        charged) or failed (charged to ``max_retries``).
+        """
+        outcome = read_outcome(self.job_dir(rec.patch_id), rec.name)
+        ended = outcome is not None and outcome.get("end") is not None
+        if ended and outcome.get("exit_code") == 0:
+            if info.state != JobState.COMPLETED:
+                log.warning("%s: backend says %s (%s) but its outcome file says exit 0: "
+                            "recorded completed", rec.name, info.state.value, info.reason)
+            self._final(rec, "completed", 0, "")
+            return
+        code = info.exit_code
+        if code is None and ended:
+            code = outcome.get("exit_code")
+        reason = info.reason or info.state.value
+        if rec.cancel_requested:
+            self._final(rec, "cancelled", code, "cancelled")
+            return
+        if info.permanent:  # FAILED for good (an unsatisfiable request): no retry
+            self._final(rec, "failed", code, info.reason)
+            return
+        interrupted = _interrupted(info, code, outcome)
+        if interrupted and rec.interruptions < MAX_INTERRUPTIONS:
+            why = _describe(info, code, outcome)
+            log.warning("%s interrupted (%s): resubmitting it, not charged to max_retries",
+                        rec.name, why)  # fmt: skip
+            self._start_attempt(rec.patch_id, rec.attempt + 1, code, f"interrupted: {why}",
+                                interruptions=rec.interruptions + 1)  # fmt: skip
+            return
+        if info.state == JobState.UNKNOWN and outcome is None:
+            reason = "not found by the backend and no outcome file"
+        self._attempt_failed(rec, code, reason)
 
     def _attempt_failed(self, rec: JobRecord, exit_code: int | None, reason: str) -> None:
-        if rec.attempt <= self.cfg.max_retries:
+        if rec.attempt - rec.interruptions <= self.cfg.max_retries:
             # No separate "ended" event: the next intent supersedes the failed attempt. A crash
             # before it is written leaves the failed attempt in the journal, and the next poll
             # after recovery sees it failed again and retries then.
             log.warning("%s failed (%s); retry %d of %d", rec.name, reason, rec.attempt,
                         self.cfg.max_retries)  # fmt: skip
-            self._start_attempt(rec.patch_id, rec.attempt + 1, exit_code, reason)
+            self._start_attempt(rec.patch_id, rec.attempt + 1, exit_code, reason,
+                                interruptions=rec.interruptions)  # fmt: skip
         else:
             log.error("%s failed (%s) after %d attempts: recorded failed", rec.name, reason,
                       rec.attempt)  # fmt: skip
@@ -384,6 +492,7 @@ class JobEmitter:
             self.records[pid] = JobRecord(
                 pid, event["name"], int(event["attempt"]), None, "submitting",
                 event.get("last_exit_code"), event.get("last_reason", ""),
+                int(event.get("interruptions", 0)),
             )  # fmt: skip
             return
         pid = int(event["patch_id"]) if "patch_id" in event else self._pid_of(event["name"])
@@ -392,6 +501,8 @@ class JobEmitter:
             return  # an event of an older attempt
         if kind == "submitted":
             rec.job_id, rec.state = str(event["job_id"]), "pending"
+        elif kind == "cancel":
+            rec.cancel_requested = True
         elif kind == "final":
             rec.state = event["state"]
             rec.exit_code, rec.reason = event.get("exit_code"), event.get("reason", "")
@@ -406,10 +517,16 @@ class JobEmitter:
         """Rewrite the journal with only what the records need (bounded size across restarts)."""
         events: list[dict[str, Any]] = []
         for rec in self.records.values():
-            events.append({"event": "intent", "name": rec.name, "patch_id": rec.patch_id,
-                           "attempt": rec.attempt})  # fmt: skip
+            intent = {"event": "intent", "name": rec.name, "patch_id": rec.patch_id,
+                      "attempt": rec.attempt}  # fmt: skip
+            if rec.attempt > 1:
+                intent.update(last_exit_code=rec.exit_code, last_reason=rec.reason,
+                              interruptions=rec.interruptions)  # fmt: skip
+            events.append(intent)
             if rec.job_id is not None:
                 events.append({"event": "submitted", "name": rec.name, "job_id": rec.job_id})
+            if rec.cancel_requested and rec.active:
+                events.append({"event": "cancel", "name": rec.name, "patch_id": rec.patch_id})
             if not rec.active:
                 events.append(
                     {"event": "final", "patch_id": rec.patch_id, "name": rec.name,
@@ -417,3 +534,32 @@ class JobEmitter:
                      "reason": rec.reason}
                 )  # fmt: skip
         self.journal.rewrite(events)
+
+
+def _interrupted(info: JobInfo, code: int | None, outcome: dict | None) -> bool:
+    """Did the attempt end because something outside stopped it (not by its own failure)?
+
+    Yes when the backend forgot it, when someone other than the emitter cancelled it, when it
+    was killed by one of :data:`INTERRUPT_SIGNALS`, or when its wrapper received one of them
+    before the command ended (a command that exits non-zero on SIGTERM); no when the backend's
+    reason is the job's own doing (time limit, out of memory).
+    """
+    text = (info.reason or "").lower()
+    if any(word in text for word in _CHARGED_WORDS):
+        return False
+    if info.state in (JobState.UNKNOWN, JobState.CANCELLED):
+        return True
+    if code is not None and code < 0 and -code in INTERRUPT_SIGNALS:
+        return True
+    received = (outcome or {}).get("signals") or []
+    return any(s in INTERRUPT_SIGNALS for s in received)
+
+
+def _describe(info: JobInfo, code: int | None, outcome: dict | None) -> str:
+    if info.state == JobState.UNKNOWN:
+        return "the backend forgot it" + ("" if outcome else " before it left any outcome")
+    if info.state == JobState.CANCELLED:
+        return f"cancelled from outside the emitter ({info.reason or 'cancelled'})"
+    if code is not None and code < 0:
+        return f"killed by signal {-code}"
+    return f"signal {(outcome or {}).get('signals')} then exit code {code}"

@@ -6,6 +6,7 @@ Each line is one event about a job name::
     {"event": "submitted", "name": "mummi-42-1", "job_id": "1234", "adopted": false, "t": ...}
     {"event": "intent",    "name": "mummi-42-2", "patch_id": 42, "attempt": 2,
      "last_exit_code": 3, "last_reason": "exit code 3", "t": ...}      # a retry
+    {"event": "cancel",    "name": "mummi-42-2", "patch_id": 42, "t": ...}   # JobEmitter.cancel
     {"event": "final",     "patch_id": 42, "name": "mummi-42-2", "state": "completed",
      "attempts": 2, "exit_code": 0, "reason": "", "t": ...}
 
@@ -31,7 +32,7 @@ __all__ = ["Journal", "JournalError", "JOURNAL_EVENTS"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_EVENTS = ("intent", "submitted", "final")
+JOURNAL_EVENTS = ("intent", "submitted", "cancel", "final")
 
 
 class JournalError(MummiMLError, OSError):
