@@ -1,0 +1,364 @@
+"""The batch chains of ``jobs/`` on the real single-node Slurm and a real Flux instance.
+
+A chain is a sequence of batch jobs ("links"): each link queues its successor, serves until it is
+signalled before its limit, checkpoints and exits 0; the successor restores and goes on. These
+tests run two-link chains with short limits and signal the first link themselves (``scancel -s
+TERM``; ``flux job kill``), then check that the second link restored and finished, that the
+user's submission options reached the second link, that ``STATE_DIR/STOP`` ended the chain at
+once, and that the result equals an uninterrupted run (the selector's picks: the single-process
+reference over the same arrivals; training: the weights of one uninterrupted ``train_model``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+
+from mummi_ml.patch import PatchBatch, mean_concentrations, write_patches
+from mummi_ml.selector import latest_checkpoint, load_rank_state, load_selected, read_status
+from mummi_ml.selector import reference_select
+
+SLOTS = 2
+PER_FILE = 10
+MUMMI = str(Path(sys.executable).parent / "mummi-ml")
+#: an MD stand-in that runs until the test writes GO into its job directory (at most 300 s)
+GATED_MD = ("import os, time\nt = time.time()\n"
+            "while not os.path.exists('{job_dir}/GO') and time.time() - t < 300: time.sleep(0.1)")
+
+
+# ---- shared helpers ------------------------------------------------------------------------------
+
+def _batches(seed: int, n_files: int, start: int) -> list[PatchBatch]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_files):
+        x = rng.random((PER_FILE, 37, 37, 14), dtype=np.float32)
+        ids = np.arange(start + PER_FILE * i, start + PER_FILE * (i + 1), dtype=np.uint64)
+        out.append(PatchBatch.from_arrays(x, np.zeros((PER_FILE, 2), np.int32), ids=ids))
+    return out
+
+
+def _write_spool(spool: Path, batches: list[PatchBatch], prefix: str) -> None:
+    spool.mkdir(exist_ok=True)
+    for i, b in enumerate(batches):
+        write_patches(spool / f"{prefix}{i}.h5", b)
+
+
+def _selector_config(tmp: Path) -> Path:
+    """Spool in, local MD stand-ins gated by GO files, every file claimed in one poll (so what
+    a link picks does not depend on timing)."""
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "selector": {"state_dir": str(tmp / "state"), "spool_dir": str(tmp / "spool"),
+                     "embedding": "mean_concentrations", "poll_interval_s": 0.05,
+                     "files_per_poll": 100, "status_interval_s": 0.2,
+                     "checkpoint_interval_s": 3600},
+        "jobs": {"slots": SLOTS, "command": ["{python}", "-c", GATED_MD],
+                 "poll_interval_s": 0.1},
+    }))
+    return cfg
+
+
+def _reference_picks(first: list[PatchBatch], second: list[PatchBatch]) -> list[int]:
+    """SLOTS picks from the first files, then SLOTS more after the second files arrived."""
+    z = mean_concentrations(np.concatenate([b.x for b in first + second]))
+    ids = np.concatenate([b.ids for b in first + second])
+    n1 = sum(len(b.ids) for b in first)
+    p1, _ = reference_select(z[:n1], ids[:n1], SLOTS)
+    rest = np.setdiff1d(np.arange(len(ids)), p1)
+    p2, _ = reference_select(z[rest], ids[rest], SLOTS, selected_z=z[p1])
+    return ids[p1].tolist() + ids[rest][p2].tolist()
+
+
+def _release_md(state: Path) -> None:
+    for d in (state / "jobs").glob("*"):
+        if d.is_dir():
+            (d / "GO").touch()
+
+
+def _kill_md(state: Path) -> None:
+    """Kill the MD stand-ins still running (each local runner leads its process group)."""
+    for launched in state.rglob("launched.json"):
+        try:
+            os.killpg(int(json.loads(launched.read_text())["pid"]), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError, KeyError):
+            pass
+
+
+def _wait(cond, timeout: float, what: str, check=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _status(state: Path) -> dict:
+    try:
+        return read_status(state)
+    except Exception:  # noqa: BLE001 - not written yet, or being replaced
+        return {}
+
+
+def _accounting(state: Path) -> tuple[list[int], set[int]]:
+    """(selected ids in pick order, pooled ids) of the newest checkpoint."""
+    ckpt, man = latest_checkpoint(state)
+    pooled: set[int] = set()
+    for r in range(man["n_ranks"]):
+        pooled |= set(load_rank_state(ckpt, man, r, man["n_ranks"]).pool["ids"].tolist())
+    sel, _ = load_selected(ckpt)
+    return sel["ids"].tolist(), pooled
+
+
+# ---- Slurm ---------------------------------------------------------------------------------------
+
+def _slurm_up() -> None:
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm is not installed (bash .ci/setup-slurm.sh sets up a local one)")
+    p = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if p.returncode != 0 or not p.stdout.strip():
+        pytest.skip(f"Slurm is not up: {p.stderr.strip()}")
+
+
+def _job(job_id: str) -> dict[str, str]:
+    """``scontrol show job -o`` as a dict (the fields without spaces); {} once Slurm forgot it."""
+    p = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode != 0:
+        return {}
+    return dict(f.split("=", 1) for f in p.stdout.split() if "=" in f)
+
+
+def _successor_of(job_id: str) -> str | None:
+    p = subprocess.run(["squeue", "-h", "-o", "%i %E"], capture_output=True, text=True,
+                       timeout=30)
+    for line in p.stdout.splitlines():
+        jid, _, dep = line.partition(" ")
+        if f"afterany:{job_id}" in dep:
+            return jid
+    return None
+
+
+def _ended(job_id: str) -> bool:
+    return _job(job_id).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
+                                              "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+class _SlurmJobs:
+    """Every job of a test's chain is cancelled at its end (also on failure)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def cancel_all(self) -> None:
+        subprocess.run(["scancel", "--name", self.name], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def slurm_chain(tmp_path):
+    _slurm_up()
+    jobs = _SlurmJobs(f"h3chain-{os.getpid()}-{tmp_path.name}"[:60])
+    yield jobs
+    jobs.cancel_all()
+
+
+def _sbatch(script: str, opts: str, env: dict, args: tuple[str, ...] = (),
+            cwd: Path = REPO) -> str:
+    p = subprocess.run(["sbatch", "--parsable", *opts.split(), script, *args],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip().split(";")[0]
+
+
+def _chain_env(tmp: Path, **extra: str) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
+
+
+def test_slurm_selector_chain_signalled_restores_carries_options_and_stops(tmp_path, slurm_chain):
+    t0 = time.monotonic()
+    first, second = _batches(1, 3, 0), _batches(2, 2, 1000)
+    _write_spool(tmp_path / "spool", first, "a")
+    cfg = _selector_config(tmp_path)
+    state = tmp_path / "state"
+    # the options every link must get: two tasks, a 2-minute limit, a late signal, own output
+    opts = (f"--ntasks=2 --time=2 --signal=TERM@5 --job-name={slurm_chain.name} "
+            f"--output={tmp_path}/link-%j.out")
+    env = _chain_env(tmp_path, CONFIG=str(cfg), STATE_DIR=str(state), MUMMI=MUMMI,
+                     SBATCH_OPTS=opts, MAX_RESTARTS="5")
+    link1 = _sbatch("jobs/select_slurm.sbatch", opts, env)
+    out1 = tmp_path / f"link-{link1}.out"
+
+    def alive1():
+        if _ended(link1):
+            pytest.fail(f"link 1 ended early: {out1.read_text() if out1.exists() else ''}")
+
+    try:
+        _wait(lambda: _status(state).get("selected") == SLOTS, 120, "link 1's picks", alive1)
+        assert _status(state)["n_ranks"] == 2  # srun --mpi=pmi2: the two ranks see each other
+        link2 = _successor_of(link1)
+        assert link2 is not None
+        subprocess.run(["scontrol", "hold", link2], check=True, timeout=30)
+        subprocess.run(["scancel", "-s", "TERM", link1], check=True, timeout=30)
+        _wait(lambda: _ended(link1), 60, "link 1 to end")
+        assert _job(link1)["ExitCode"] == "0:0", out1.read_text()
+        _write_spool(tmp_path / "spool", second, "b")  # arrives while no link runs
+        _release_md(state)
+        subprocess.run(["scontrol", "release", link2], check=True, timeout=30)
+        job2 = _job(link2)
+        assert job2["NumTasks"] == "2" and job2["TimeLimit"] == "00:02:00"
+        assert job2["JobName"] == slurm_chain.name
+        n_all = PER_FILE * (len(first) + len(second))
+        _wait(lambda: _status(state).get("ingested") == n_all
+              and _status(state).get("selected") == 2 * SLOTS, 120, "link 2's picks")
+        link3 = _successor_of(link2)
+        assert link3 is not None
+        (state / "STOP").touch()
+        t_stop = time.monotonic()
+        _wait(lambda: _ended(link2), 60, "link 2 to stop")
+        took = time.monotonic() - t_stop
+        out2 = (tmp_path / f"link-{link2}.out").read_text()  # --output came from SBATCH_OPTS
+        assert _job(link2)["ExitCode"] == "0:0", out2
+        assert "STOP exists: checkpointing and stopping" in out2  # not Slurm's signal
+        _wait(lambda: _ended(link3), 30, "link 3 to be cancelled")
+        assert _job(link3)["JobState"] == "CANCELLED"
+    finally:
+        _kill_md(state)
+    assert took < 20
+    picks, pooled = _accounting(state)
+    assert picks == _reference_picks(first, second)
+    assert len(pooled) + len(picks) == n_all and not pooled & set(picks)
+    assert read_status(state)["state"] == "stopped"
+    print(f"slurm selector chain: {time.monotonic() - t0:.1f} s, STOP -> end {took:.1f} s")
+
+
+def test_slurm_selector_that_fails_at_once_ends_the_chain_at_the_first_link(tmp_path,
+                                                                           slurm_chain):
+    """A selector that cannot start (here: a missing config) fails its link visibly and cancels
+    the successor instead of burning MAX_RESTARTS links; the script also works when sbatch reads
+    it from standard input (no script path)."""
+    env = _chain_env(tmp_path, CONFIG=str(tmp_path / "missing.yaml"),
+                     STATE_DIR=str(tmp_path / "state"), MUMMI=MUMMI, MAX_RESTARTS="20",
+                     SBATCH_OPTS=f"--job-name={slurm_chain.name}")
+    with open(REPO / "jobs" / "select_slurm.sbatch") as script:
+        p = subprocess.run(["sbatch", "--parsable", "--ntasks=1", "--time=1",
+                            f"--job-name={slurm_chain.name}", f"--output={tmp_path}/link-%j.out"],
+                           stdin=script, capture_output=True, text=True, timeout=60, env=env,
+                           cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    link1 = p.stdout.strip().split(";")[0]
+    _wait(lambda: _ended(link1), 60, "link 1 to end")
+    out = (tmp_path / f"link-{link1}.out").read_text()
+    assert _job(link1)["ExitCode"] == "2:0", out
+    assert "successor queued" in out and "cancelling successor" in out
+    link2 = out.split("successor queued: job ")[1].split()[0]
+    _wait(lambda: _ended(link2), 30, "link 2 to be cancelled")
+    assert _job(link2)["JobState"] == "CANCELLED"
+    assert _successor_of(link2) is None
+
+
+def test_slurm_link_that_starts_after_stop_ends_at_once(tmp_path, slurm_chain):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "STOP").touch()
+    env = _chain_env(tmp_path, CONFIG=str(_selector_config(tmp_path)), STATE_DIR=str(state),
+                     MUMMI=MUMMI)
+    link = _sbatch("jobs/select_slurm.sbatch",
+                   f"--ntasks=1 --time=1 --job-name={slurm_chain.name} "
+                   f"--output={tmp_path}/link-%j.out", env)
+    _wait(lambda: _ended(link), 60, "the link to end")
+    out = (tmp_path / f"link-{link}.out").read_text()
+    assert _job(link)["ExitCode"] == "0:0", out
+    assert "the chain ends here" in out and "successor queued" not in out
+    assert _successor_of(link) is None and not (state / "checkpoints").exists()
+
+
+# ---- training chains -----------------------------------------------------------------------------
+
+TRAIN = {"epochs": 8, "batch_size": 16, "num_threads": 1, "device": "cpu", "val_max_patches": 32,
+         "val_metric_patches": 16, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory) -> Path:
+    """200 random patches with labels of every class (as tests/test_metric_train.py)."""
+    path = tmp_path_factory.mktemp("train-data") / "patches.h5"
+    rng = np.random.default_rng(0)
+    n = 200
+    x = rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)).astype(np.float32)
+    n_ras = rng.integers(0, 3, n)
+    n_raf = np.minimum(n_ras, rng.integers(0, 2, n))
+    y = np.stack([n_ras, n_raf], 1).astype(np.int32)
+    write_patches(path, PatchBatch.from_arrays(x, y, ids=np.arange(n), replica=np.arange(n) % 4))
+    return path
+
+
+def _train_config(tmp: Path) -> Path:
+    cfg = tmp / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"train": TRAIN}))
+    return cfg
+
+
+def _assert_same_weights_as_uninterrupted(out: Path, data: Path, tmp: Path) -> None:
+    import torch
+
+    from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
+
+    ref = train_model(ModelConfig(), LossConfig(), TrainConfig(**TRAIN), [data], tmp / "ref",
+                      progress=False)
+    wa = torch.load(ref / "weights.pt", weights_only=True)
+    wb = torch.load(out / "weights.pt", weights_only=True)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow  # about 70 s here: two links that import torch, plus the uninterrupted run
+def test_slurm_training_chain_signalled_resumes_to_the_same_weights(tmp_path, slurm_chain,
+                                                                    train_data):
+    t0 = time.monotonic()
+    out = tmp_path / "run"
+    opts = (f"--nodes=1 --ntasks=1 --cpus-per-task=1 --gpus-per-node=0 --time=2 --signal=USR1@5 "
+            f"--job-name={slurm_chain.name} --output={tmp_path}/train-%j.out")
+    env = _chain_env(tmp_path, SBATCH_OPTS=opts, PYTHON=sys.executable)
+    link1 = _sbatch("jobs/train_slurm.sbatch", opts, env,
+                    (str(_train_config(tmp_path)), str(out), str(train_data)))
+    out1 = tmp_path / f"train-{link1}.out"
+    _wait(lambda: (out / "checkpoint.pt").exists(), 120, "the first epoch of link 1",
+          lambda: _ended(link1) and pytest.fail(out1.read_text()))
+    link2 = _successor_of(link1)
+    assert link2 is not None
+    subprocess.run(["scancel", "-s", "USR1", link1], check=True, timeout=30)
+    _wait(lambda: _ended(link1), 60, "link 1 to end")
+    text1 = out1.read_text()
+    assert _job(link1)["ExitCode"] == "0:0", text1
+    assert "stopped" in text1 and "1 thread(s) per rank" in text1  # -c 1, not nproc
+    assert not (out / "metric.json").exists()
+    job2 = _job(link2)
+    assert job2["NumTasks"] == "1" and job2["CPUs/Task"] == "1" and job2["TimeLimit"] == "00:02:00"
+    _wait(lambda: _ended(link2), 120, "link 2 to finish")
+    text2 = (tmp_path / f"train-{link2}.out").read_text()
+    assert _job(link2)["ExitCode"] == "0:0", text2
+    assert (out / "metric.json").is_file()
+    link3 = _successor_of(link2) or text2.split("successor queued: job ")[1].split()[0]
+    _wait(lambda: _ended(link3), 30, "link 3 to be cancelled")
+    assert _job(link3)["JobState"] == "CANCELLED"
+    _assert_same_weights_as_uninterrupted(out, train_data, tmp_path)
+    print(f"slurm training chain: {time.monotonic() - t0:.1f} s")
