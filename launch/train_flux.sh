@@ -10,6 +10,6 @@ CORES=${CORES:-$(( $(flux resource list -no '{ncores}' 2>/dev/null || nproc) / N
 source "$(dirname "$0")/train_common.sh"
 gpu_opts=()
 if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(-g 1); fi
-# --signal: SIGUSR1 five minutes before the time limit -> checkpoint and clean exit
+# --signal: SIGUSR1 SIGNAL_BEFORE (default 5m) before the time limit -> checkpoint, clean exit
 exec flux run -N "$NODES" -n $(( NODES * RANKS_PER_NODE )) -c "$THREADS_PER_RANK" \
-    "${gpu_opts[@]}" --signal=SIGUSR1@5m "${TRAIN_ARGV[@]}"
+    "${gpu_opts[@]}" --signal="SIGUSR1@${SIGNAL_BEFORE:-5m}" "${TRAIN_ARGV[@]}"

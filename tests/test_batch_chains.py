@@ -26,8 +26,13 @@ import yaml
 from conftest import REPO
 
 from mummi_ml.patch import PatchBatch, mean_concentrations, write_patches
-from mummi_ml.selector import latest_checkpoint, load_rank_state, load_selected, read_status
-from mummi_ml.selector import reference_select
+from mummi_ml.selector import (
+    latest_checkpoint,
+    load_rank_state,
+    load_selected,
+    read_status,
+    reference_select,
+)
 
 SLOTS = 2
 PER_FILE = 10
@@ -362,3 +367,207 @@ def test_slurm_training_chain_signalled_resumes_to_the_same_weights(tmp_path, sl
     assert _job(link3)["JobState"] == "CANCELLED"
     _assert_same_weights_as_uninterrupted(out, train_data, tmp_path)
     print(f"slurm training chain: {time.monotonic() - t0:.1f} s")
+
+
+# ---- Flux ----------------------------------------------------------------------------------------
+
+def _flux(inst, *args: str, uri: str | None = None, timeout: float = 60) -> str:
+    env = inst.env()
+    if uri:
+        env["FLUX_URI"] = uri
+    p = subprocess.run([str(inst.bin), *args], capture_output=True, text=True, timeout=timeout,
+                       env=env)
+    assert p.returncode == 0, f"flux {' '.join(args)}: {p.stderr}"
+    return p.stdout.strip()
+
+
+def _flux_state(inst, job: str) -> tuple[str, str]:
+    """(state, result) of a job of the test's instance, e.g. ("INACTIVE", "COMPLETED")."""
+    out = _flux(inst, "jobs", "-no", "{state} {result}", job).split()
+    return out[0], (out[1] if len(out) > 1 else "")
+
+
+def _flux_successor(inst, job: str) -> str | None:
+    """The job that waits for ``job`` to end (afterany), if one is queued."""
+    dec = _flux(inst, "job", "id", "--to=dec", job)
+    for line in _flux(inst, "jobs", "-no", "{id} {dependencies}").splitlines():
+        jid, _, deps = line.partition(" ")
+        if dec in deps or job in deps:
+            return jid
+    return None
+
+
+def _flux_batch(inst, opts: list[str], env: dict, cwd: Path, args: tuple[str, ...] = (),
+                script: str = "jobs/select_flux.sh") -> str:
+    p = subprocess.run([str(inst.bin), "batch", *opts, str(REPO / script), *args],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def _flux_ended(inst, job: str) -> bool:
+    return _flux_state(inst, job)[0] == "INACTIVE"
+
+
+def _flux_env(inst, **extra: str) -> dict:
+    env = inst.env(_chain_env(Path(".")))
+    env.update(extra)
+    return env
+
+
+def test_flux_selector_chain_signalled_restores_carries_options_and_stops(tmp_path,
+                                                                          flux_instance):
+    t0 = time.monotonic()
+    fx = flux_instance
+    first, second = _batches(1, 3, 0), _batches(2, 2, 1000)
+    _write_spool(tmp_path / "spool", first, "a")
+    cfg = _selector_config(tmp_path)
+    state = tmp_path / "state"
+    env = _flux_env(fx, CONFIG=str(cfg), STATE_DIR=str(state), MUMMI=MUMMI, STOP_BEFORE="30",
+                    MAX_RESTARTS="5")
+    name = f"h3chain-{tmp_path.name}"[:40]
+    opts = ["-N1", "-n2", "-t", "2m", f"--job-name={name}", "--urgency=15",
+            "--setattr=user.campaign=h3", f"--output={tmp_path}/link-{{{{id}}}}.out"]
+    link1 = _flux_batch(fx, opts, env, tmp_path)
+
+    def out(job):
+        f = tmp_path / f"link-{job}.out"
+        return f.read_text() if f.exists() else ""
+
+    def alive1():
+        if _flux_ended(fx, link1):
+            pytest.fail(f"link 1 ended early: {out(link1)}")
+
+    try:
+        _wait(lambda: _status(state).get("selected") == SLOTS, 120, "link 1's picks", alive1)
+        link2 = _flux_successor(fx, link1)
+        assert link2 is not None
+        assert _flux(fx, "jobs", "-no", "{urgency}", link2) == "15"
+        _flux(fx, "job", "urgency", link2, "hold")
+        # signal link 1's selector (a job of the link's own instance), as the link's timer would
+        inner = _flux(fx, "uri", "--local", link1)
+        selector = _flux(fx, "jobs", "-no", "{id}", "--name=mummi-selector", uri=inner)
+        _flux(fx, "job", "kill", "--signal=SIGTERM", selector, uri=inner)
+        _wait(lambda: _flux_ended(fx, link1), 60, "link 1 to end")
+        assert _flux_state(fx, link1)[1] == "COMPLETED", out(link1)
+        _write_spool(tmp_path / "spool", second, "b")  # arrives while no link runs
+        _release_md(state)
+        # the successor is this link's jobspec: same resources, limit, name, output, attributes
+        spec1 = json.loads(_flux(fx, "job", "info", link1, "jobspec"))
+        spec2 = json.loads(_flux(fx, "job", "info", link2, "jobspec"))
+        assert spec2["resources"] == spec1["resources"]
+        assert spec2["attributes"]["system"]["duration"] == 120
+        assert spec2["attributes"]["system"]["job"]["name"] == name
+        assert spec2["attributes"]["user"] == {"campaign": "h3"}
+        assert spec2["attributes"]["system"]["shell"]["options"]["output"] == \
+            spec1["attributes"]["system"]["shell"]["options"]["output"]
+        _flux(fx, "job", "urgency", link2, "15")
+        n_all = PER_FILE * (len(first) + len(second))
+        _wait(lambda: _status(state).get("ingested") == n_all
+              and _status(state).get("selected") == 2 * SLOTS, 120, "link 2's picks")
+        link3 = _flux_successor(fx, link2)
+        assert link3 is not None
+        (state / "STOP").touch()
+        t_stop = time.monotonic()
+        _wait(lambda: _flux_ended(fx, link2), 60, "link 2 to stop")
+        took = time.monotonic() - t_stop
+        assert _flux_state(fx, link2)[1] == "COMPLETED", out(link2)
+        assert "STOP exists: checkpointing and stopping" in out(link2)
+        _wait(lambda: _flux_ended(fx, link3), 30, "link 3 to be cancelled")
+        assert _flux_state(fx, link3)[1] == "CANCELED"
+    finally:
+        _kill_md(state)
+    assert took < 20
+    assert "1 core(s) left to MD jobs" in out(link1)
+    picks, pooled = _accounting(state)
+    assert picks == _reference_picks(first, second)
+    assert len(pooled) + len(picks) == n_all and not pooled & set(picks)
+    print(f"flux selector chain: {time.monotonic() - t0:.1f} s, STOP -> end {took:.1f} s")
+
+
+def test_flux_link_stops_its_selector_before_the_instance_expires(tmp_path, flux_instance):
+    """The link's own timer (`flux job timeleft` - STOP_BEFORE) sends the selector SIGTERM: it
+    checkpoints and the link exits 0 before its time limit."""
+    fx = flux_instance
+    _write_spool(tmp_path / "spool", _batches(1, 1, 0), "a")
+    state = tmp_path / "state"
+    env = _flux_env(fx, CONFIG=str(_selector_config(tmp_path)), STATE_DIR=str(state),
+                    MUMMI=MUMMI, STOP_BEFORE="25", MAX_RESTARTS="0")
+    link = _flux_batch(fx, ["-n1", "-t", "45s", f"--output={tmp_path}/link.out"], env, tmp_path)
+    try:
+        _wait(lambda: _flux_ended(fx, link), 90, "the link to end")
+    finally:
+        _kill_md(state)
+    out = (tmp_path / "link.out").read_text()
+    assert _flux_state(fx, link)[1] == "COMPLETED", out
+    assert "25 s left: stopping the selector" in out and "no successor" in out
+    assert "0 core(s) left to MD jobs" in out
+    assert read_status(state)["state"] == "stopped" and latest_checkpoint(state) is not None
+
+
+def test_flux_selector_that_fails_at_once_ends_the_chain_at_the_first_link(tmp_path,
+                                                                          flux_instance):
+    fx = flux_instance
+    env = _flux_env(fx, CONFIG=str(tmp_path / "missing.yaml"), STATE_DIR=str(tmp_path / "st"),
+                    MUMMI=MUMMI, MAX_RESTARTS="20", STOP_BEFORE="10")
+    with open(REPO / "jobs" / "select_flux.sh") as script:  # `flux batch < script` works too
+        p = subprocess.run([str(fx.bin), "batch", "-n1", "-t", "1m",
+                            f"--output={tmp_path}/link.out"], stdin=script, capture_output=True,
+                           text=True, timeout=60, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    link = p.stdout.strip()
+    _wait(lambda: _flux_ended(fx, link), 60, "link 1 to end")
+    out = (tmp_path / "link.out").read_text()
+    assert _flux_state(fx, link)[1] == "FAILED", out
+    assert "successor queued" in out and "cancelling successor" in out
+    link2 = out.split("successor queued: job ")[1].split()[0]
+    _wait(lambda: _flux_ended(fx, link2), 30, "link 2 to be cancelled")
+    assert _flux_state(fx, link2)[1] == "CANCELED"
+
+
+def test_flux_link_that_starts_after_stop_ends_at_once(tmp_path, flux_instance):
+    fx = flux_instance
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "STOP").touch()
+    env = _flux_env(fx, CONFIG=str(_selector_config(tmp_path)), STATE_DIR=str(state),
+                    MUMMI=MUMMI)
+    link = _flux_batch(fx, ["-n1", "-t", "1m", f"--output={tmp_path}/link.out"], env, tmp_path)
+    _wait(lambda: _flux_ended(fx, link), 60, "the link to end")
+    out = (tmp_path / "link.out").read_text()
+    assert _flux_state(fx, link)[1] == "COMPLETED", out
+    assert "the chain ends here" in out and "successor queued" not in out
+    assert _flux_successor(fx, link) is None
+
+
+def test_flux_training_chain_signalled_resumes_to_the_same_weights(tmp_path, flux_instance,
+                                                                   train_data):
+    t0 = time.monotonic()
+    fx = flux_instance
+    out = tmp_path / "run"
+    env = _flux_env(fx, PYTHON=sys.executable, SIGNAL_BEFORE="10s")
+    link1 = _flux_batch(fx, ["-N1", "-n1", "-t", "2m", f"--output={tmp_path}/train-{{{{id}}}}.out"],
+                        env, REPO, (str(_train_config(tmp_path)), str(out), str(train_data)),
+                        script="jobs/train_flux.sh")
+
+    def text(job):
+        f = tmp_path / f"train-{job}.out"
+        return f.read_text() if f.exists() else ""
+
+    _wait(lambda: (out / "checkpoint.pt").exists(), 120, "the first epoch of link 1",
+          lambda: _flux_ended(fx, link1) and pytest.fail(text(link1)))
+    link2 = _flux_successor(fx, link1)
+    assert link2 is not None
+    _flux(fx, "job", "kill", "--signal=SIGUSR1", link1)  # the instance forwards it to training
+    _wait(lambda: _flux_ended(fx, link1), 60, "link 1 to end")
+    assert _flux_state(fx, link1)[1] == "COMPLETED", text(link1)
+    assert "stopped" in text(link1) and "1 thread(s) per rank" in text(link1)
+    assert not (out / "metric.json").exists()
+    _wait(lambda: _flux_ended(fx, link2), 120, "link 2 to finish")
+    assert _flux_state(fx, link2)[1] == "COMPLETED", text(link2)
+    assert (out / "metric.json").is_file()
+    link3 = text(link2).split("successor queued: job ")[1].split()[0]
+    _wait(lambda: _flux_ended(fx, link3), 30, "link 3 to be cancelled")
+    assert _flux_state(fx, link3)[1] == "CANCELED"
+    _assert_same_weights_as_uninterrupted(out, train_data, tmp_path)
+    print(f"flux training chain: {time.monotonic() - t0:.1f} s")
