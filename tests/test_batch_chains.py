@@ -571,3 +571,63 @@ def test_flux_training_chain_signalled_resumes_to_the_same_weights(tmp_path, flu
     assert _flux_state(fx, link3)[1] == "CANCELED"
     _assert_same_weights_as_uninterrupted(out, train_data, tmp_path)
     print(f"flux training chain: {time.monotonic() - t0:.1f} s")
+
+
+# ---- launchers -----------------------------------------------------------------------------------
+
+def _once_config(tmp: Path) -> Path:
+    _write_spool(tmp / "spool", _batches(4, 2, 0), "a")
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "selector": {"state_dir": str(tmp / "state"), "spool_dir": str(tmp / "spool"),
+                     "embedding": "mean_concentrations", "poll_interval_s": 0.05},
+        "jobs": {"slots": SLOTS, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.1},
+    }))
+    return cfg
+
+
+def test_launch_select_srun_wires_mpi_for_mpich_without_flags(tmp_path, slurm_chain):
+    """launch/select_srun.sh in a 2-task allocation on a cluster with MpiDefault=none: the two
+    ranks form one MPI world (SLURM_MPI_TYPE=pmi2 chosen for PyPI's MPICH)."""
+    cfg = _once_config(tmp_path)
+    env = _chain_env(tmp_path, MUMMI=MUMMI, PYTHON=sys.executable)
+    env.pop("SLURM_MPI_TYPE", None)
+    p = subprocess.run(["sbatch", "--wait", "--parsable", "-n2", "-t1",
+                        f"--job-name={slurm_chain.name}", f"--output={tmp_path}/out.txt",
+                        "--wrap", f"launch/select_srun.sh --config {cfg} --once"],
+                       capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
+    out = (tmp_path / "out.txt").read_text() if (tmp_path / "out.txt").exists() else ""
+    assert p.returncode == 0, p.stderr + out
+    status = read_status(tmp_path / "state")
+    assert status["n_ranks"] == 2 and status["selected"] == SLOTS
+    assert status["jobs"]["completed"] == SLOTS
+
+
+def test_launch_select_flux_runs_one_rank_by_default(tmp_path, flux_instance):
+    cfg = _once_config(tmp_path)
+    env = _flux_env(flux_instance, MUMMI=MUMMI)
+    p = subprocess.run(["launch/select_flux.sh", "--config", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    status = read_status(tmp_path / "state")
+    assert status["n_ranks"] == 1 and status["selected"] == SLOTS
+    assert status["jobs"]["completed"] == SLOTS
+
+
+@pytest.mark.slow  # a link that imports torch and trains one epoch
+def test_slurm_training_link_whose_successor_is_rejected_fails_visibly(tmp_path, slurm_chain,
+                                                                       train_data):
+    out = tmp_path / "run"
+    opts = (f"--nodes=1 --ntasks=1 --cpus-per-task=1 --gpus-per-node=0 --time=2 "
+            f"--job-name={slurm_chain.name} --output={tmp_path}/train-%j.out")
+    env = _chain_env(tmp_path, SBATCH_OPTS="--partition=no-such-partition",
+                     PYTHON=sys.executable)
+    link = _sbatch("jobs/train_slurm.sbatch", opts, env,
+                   (str(_train_config(tmp_path)), str(out), str(train_data)))
+    _wait(lambda: (out / "checkpoint.pt").exists() or _ended(link), 120, "the first epoch")
+    subprocess.run(["scancel", "-s", "USR1", link], check=True, timeout=30)
+    _wait(lambda: _ended(link), 60, "the link to end")
+    text = (tmp_path / f"train-{link}.out").read_text()
+    assert "rejected the successor" in text
+    assert _job(link)["ExitCode"] == "1:0", text
+    assert (out / "checkpoint.pt").exists() and not (out / "metric.json").exists()
