@@ -66,6 +66,12 @@ fi
 trap 'say "SIGUSR1: the training checkpoints and stops"' USR1
 launch/train_flux.sh "$@"
 status=$?
+if [[ $status -gt 128 && -f "$OUT/checkpoint.pt" && ! -f "$OUT/metric.json" ]]; then
+    # killed by a signal (e.g. a second SIGUSR1 after the checkpoint, or the time limit): the
+    # next link resumes from the last checkpoint, as after a status-3 stop
+    say "training ended by signal $((status - 128)); the next link resumes from the checkpoint"
+    status=3
+fi
 if [[ -n $NEXT && ( $status -ne 3 || -f "$OUT/metric.json" || -e "$OUT/STOP" ) ]]; then
     say "training exited with status $status: cancelling successor $NEXT, the chain ends"
     flux --parent cancel "$NEXT" || true

@@ -203,12 +203,14 @@ def test_slurm_selector_chain_signalled_restores_carries_options_and_stops(tmp_p
     _write_spool(tmp_path / "spool", first, "a")
     cfg = _selector_config(tmp_path)
     state = tmp_path / "state"
-    # the options every link must get: two tasks, a 2-minute limit, a late signal, own output
-    opts = (f"--ntasks=2 --time=2 --signal=TERM@5 --job-name={slurm_chain.name} "
-            f"--output={tmp_path}/link-%j.out")
+    # the options every link must get: two tasks, a 2-minute limit and a name (the successor
+    # reads them with scontrol), a late signal and an own output file (SBATCH_OPTS: a running
+    # job cannot see them)
+    seen = f"--ntasks=2 --time=2 --job-name={slurm_chain.name}"
+    unseen = f"--signal=TERM@5 --output={tmp_path}/link-%j.out"
     env = _chain_env(tmp_path, CONFIG=str(cfg), STATE_DIR=str(state), MUMMI=MUMMI,
-                     SBATCH_OPTS=opts, MAX_RESTARTS="5")
-    link1 = _sbatch("jobs/select_slurm.sbatch", opts, env)
+                     SBATCH_OPTS=unseen, MAX_RESTARTS="5")
+    link1 = _sbatch("jobs/select_slurm.sbatch", f"{seen} {unseen}", env)
     out1 = tmp_path / f"link-{link1}.out"
 
     def alive1():
@@ -226,13 +228,17 @@ def test_slurm_selector_chain_signalled_restores_carries_options_and_stops(tmp_p
         assert _job(link1)["ExitCode"] == "0:0", out1.read_text()
         _write_spool(tmp_path / "spool", second, "b")  # arrives while no link runs
         _release_md(state)
-        subprocess.run(["scontrol", "release", link2], check=True, timeout=30)
         job2 = _job(link2)
         assert job2["NumTasks"] == "2" and job2["TimeLimit"] == "00:02:00"
         assert job2["JobName"] == slurm_chain.name
+        # a queued link runs with the task count it has when it starts (no stale SLURM_NTASKS)
+        subprocess.run(["scontrol", "update", f"JobId={link2}", "NumTasks=1"], check=True,
+                       timeout=30)
+        subprocess.run(["scontrol", "release", link2], check=True, timeout=30)
         n_all = PER_FILE * (len(first) + len(second))
         _wait(lambda: _status(state).get("ingested") == n_all
               and _status(state).get("selected") == 2 * SLOTS, 120, "link 2's picks")
+        assert _status(state)["n_ranks"] == 1  # restored on another number of ranks
         link3 = _successor_of(link2)
         assert link3 is not None
         (state / "STOP").touch()
@@ -335,7 +341,6 @@ def _assert_same_weights_as_uninterrupted(out: Path, data: Path, tmp: Path) -> N
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
 
 
-@pytest.mark.slow  # about 70 s here: two links that import torch, plus the uninterrupted run
 def test_slurm_training_chain_signalled_resumes_to_the_same_weights(tmp_path, slurm_chain,
                                                                     train_data):
     t0 = time.monotonic()
@@ -614,12 +619,11 @@ def test_launch_select_flux_runs_one_rank_by_default(tmp_path, flux_instance):
     assert status["jobs"]["completed"] == SLOTS
 
 
-@pytest.mark.slow  # a link that imports torch and trains one epoch
 def test_slurm_training_link_whose_successor_is_rejected_fails_visibly(tmp_path, slurm_chain,
                                                                        train_data):
     out = tmp_path / "run"
     opts = (f"--nodes=1 --ntasks=1 --cpus-per-task=1 --gpus-per-node=0 --time=2 "
-            f"--job-name={slurm_chain.name} --output={tmp_path}/train-%j.out")
+            f"--signal=USR1@5 --job-name={slurm_chain.name} --output={tmp_path}/train-%j.out")
     env = _chain_env(tmp_path, SBATCH_OPTS="--partition=no-such-partition",
                      PYTHON=sys.executable)
     link = _sbatch("jobs/train_slurm.sbatch", opts, env,
