@@ -256,7 +256,8 @@ def test_slurm_selector_chain_signalled_restores_carries_options_and_stops(tmp_p
     picks, pooled = _accounting(state)
     assert picks == _reference_picks(first, second)
     assert len(pooled) + len(picks) == n_all and not pooled & set(picks)
-    assert read_status(state)["state"] == "stopped"
+    status = read_status(state)  # link 2's jobs wait for GO: reported active at the stop
+    assert status["state"] == "stopped" and status["jobs_active"] == SLOTS
     print(f"slurm selector chain: {time.monotonic() - t0:.1f} s, STOP -> end {took:.1f} s")
 
 
@@ -487,6 +488,8 @@ def test_flux_selector_chain_signalled_restores_carries_options_and_stops(tmp_pa
     picks, pooled = _accounting(state)
     assert picks == _reference_picks(first, second)
     assert len(pooled) + len(picks) == n_all and not pooled & set(picks)
+    status = read_status(state)
+    assert status["state"] == "stopped" and status["jobs_active"] == SLOTS
     print(f"flux selector chain: {time.monotonic() - t0:.1f} s, STOP -> end {took:.1f} s")
 
 
