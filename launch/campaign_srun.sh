@@ -8,6 +8,7 @@ NCOUPLE=${NCOUPLE:-2}
 NSELECT=${NSELECT:-2}
 PATCHES=${PATCHES:-10000}
 MUMMI=${MUMMI:-mummi-ml}
+source "$(dirname "$0")/slurm_mpi.sh"   # SLURM_MPI_TYPE: pmi2 for MPICH, pmix for Open MPI
 CONF=$(mktemp "${TMPDIR:-/tmp}/mummi-mpmd.XXXXXX")
 trap 'rm -f "$CONF"' EXIT
 printf '%s\n' \

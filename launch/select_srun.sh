@@ -6,6 +6,7 @@
 set -euo pipefail
 NRANKS=${NRANKS:-${SLURM_NTASKS:-2}}
 MUMMI=${MUMMI:-mummi-ml}
+source "$(dirname "$0")/slurm_mpi.sh"   # SLURM_MPI_TYPE: pmi2 for MPICH, pmix for Open MPI
 GPU_OPTS=()
 if [[ -n "${GPUS_PER_RANK:-}" ]]; then GPU_OPTS=(--gpus-per-task="$GPUS_PER_RANK"); fi
 exec srun --ntasks="$NRANKS" --kill-on-bad-exit=0 "${GPU_OPTS[@]}" "$MUMMI" select "$@"

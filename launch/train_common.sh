@@ -3,7 +3,10 @@
 #   PYTHON              the interpreter (default: python3 on PATH; set PYTHON=.venv/bin/python)
 #   GPUS_PER_NODE       GPUs seen on this node (nvidia-smi), 0 on CPU nodes
 #   RANKS_PER_NODE      one rank per GPU, else RANKS_PER_NODE from the environment (default 1)
-#   THREADS_PER_RANK    cores of the node / ranks per node (exported as OMP_NUM_THREADS)
+#   THREADS_PER_RANK    cores per rank of the allocation (exported as OMP_NUM_THREADS): Slurm's
+#                       SLURM_CPUS_PER_TASK, else CORES / ranks per node, where CORES is the
+#                       allocation's cores on this node (SLURM_CPUS_ON_NODE; the launcher may set
+#                       CORES, e.g. from `flux resource list`), nproc only outside a scheduler
 #   NODES               nodes of the allocation (from the scheduler, else 1)
 #   TRAIN_ARGV[@]       the training command: python -m mummi_ml train ... --resume
 if [[ $# -lt 3 ]]; then
@@ -25,9 +28,13 @@ if [[ ${GPUS_PER_NODE:-0} -gt 0 ]]; then
 else
     RANKS_PER_NODE=${RANKS_PER_NODE:-1}
 fi
-CORES=$(nproc)
+CORES=${CORES:-${SLURM_CPUS_ON_NODE:-$(nproc)}}
+if [[ -z ${THREADS_PER_RANK:-} && -n ${SLURM_CPUS_PER_TASK:-} ]]; then
+    THREADS_PER_RANK=$SLURM_CPUS_PER_TASK
+fi
 THREADS_PER_RANK=${THREADS_PER_RANK:-$(( CORES / RANKS_PER_NODE > 0 ? CORES / RANKS_PER_NODE : 1 ))}
 export OMP_NUM_THREADS=$THREADS_PER_RANK
+echo "train: $RANKS_PER_NODE rank(s) per node, $THREADS_PER_RANK thread(s) per rank" >&2
 NODES=${NODES:-${SLURM_JOB_NUM_NODES:-${FLUX_JOB_NNODES:-1}}}
 # --resume: continue from OUT/checkpoint.pt when a previous job was stopped (starts afresh if none)
 TRAIN_ARGV=("$PYTHON" -m mummi_ml train --config "$CONFIG" --out "$OUT" --resume

@@ -4,10 +4,12 @@
 # from rank 0 over MPI (mpi4py, via Flux's PMI) or MASTER_ADDR/MASTER_PORT.
 #   launch/train_flux.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 set -euo pipefail
-source "$(dirname "$0")/train_common.sh"
+# cores per node of this instance (not nproc: the instance may hold part of the node)
 NODES=${NODES:-$(flux resource list -no '{nnodes}' 2>/dev/null || echo 1)}
+CORES=${CORES:-$(( $(flux resource list -no '{ncores}' 2>/dev/null || nproc) / NODES ))}
+source "$(dirname "$0")/train_common.sh"
 gpu_opts=()
 if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(-g 1); fi
-# --signal: SIGUSR1 five minutes before the time limit -> checkpoint and clean exit
+# --signal: SIGUSR1 SIGNAL_BEFORE (default 5m) before the time limit -> checkpoint, clean exit
 exec flux run -N "$NODES" -n $(( NODES * RANKS_PER_NODE )) -c "$THREADS_PER_RANK" \
-    "${gpu_opts[@]}" --signal=SIGUSR1@5m "${TRAIN_ARGV[@]}"
+    "${gpu_opts[@]}" --signal="SIGUSR1@${SIGNAL_BEFORE:-5m}" "${TRAIN_ARGV[@]}"

@@ -6,9 +6,9 @@
 #   launch/train_srun.sh CONFIG.yaml OUT_DIR DATA.h5 [DATA2.h5 ...]
 set -euo pipefail
 source "$(dirname "$0")/train_common.sh"
+source "$(dirname "$0")/slurm_mpi.sh"   # SLURM_MPI_TYPE: pmi2 for MPICH, pmix for Open MPI
 gpu_opts=()
 if [[ $GPUS_PER_NODE -gt 0 ]]; then gpu_opts=(--gpus-per-task=1); fi
-# --mpi=pmix lets mpi4py join one MPI world for the rendezvous broadcast (site default if unset)
+# SLURM_MPI_TYPE (slurm_mpi.sh) lets mpi4py join one MPI world for the rendezvous broadcast
 exec srun --nodes="$NODES" --ntasks-per-node="$RANKS_PER_NODE" \
-    --cpus-per-task="$THREADS_PER_RANK" "${gpu_opts[@]}" ${SRUN_MPI:+--mpi="$SRUN_MPI"} \
-    "${TRAIN_ARGV[@]}"
+    --cpus-per-task="$THREADS_PER_RANK" "${gpu_opts[@]}" "${TRAIN_ARGV[@]}"

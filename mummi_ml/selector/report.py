@@ -13,7 +13,10 @@ from mummi_ml.selector.collectives import allreduce_sum
 from mummi_ml.selector.state import COUNTERS
 from mummi_ml.selector.status import write_status
 
-__all__ = ["build_status"]
+__all__ = ["build_status", "ACTIVE_STATES"]
+
+ACTIVE_STATES = ("submitting", "pending", "running")
+"""Job states counted in ``jobs_active``: submitted (or being submitted) and not ended."""
 
 log = logging.getLogger("mummi_ml.selector")
 
@@ -34,6 +37,7 @@ def build_status(svc: Any, state: str) -> dict:
     if "time" in ck:
         ck["time_iso"] = _dt.datetime.fromtimestamp(ck["time"], _dt.timezone.utc).isoformat(
             timespec="seconds")
+    jobs = svc.emitter.counts() if svc.emitter is not None else {}
     status = {
         **c,
         "state": state,
@@ -41,7 +45,8 @@ def build_status(svc: Any, state: str) -> dict:
         "uptime_s": time.time() - svc.t_start,
         "n_ranks": svc.size,
         "selected": len(svc.selected),
-        "jobs": svc.emitter.counts() if svc.emitter is not None else {},
+        "jobs": jobs,
+        "jobs_active": sum(jobs.get(k, 0) for k in ACTIVE_STATES),
         "patches_per_s": rate,
         "bytes_per_candidate": svc.pool.bytes_per_candidate,
         "model_version": svc.emb.version,

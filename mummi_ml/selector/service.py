@@ -39,6 +39,9 @@ MAX_EMIT_ATTEMPTS = 5
 """Attempts to emit a pick (read its payload, build its job) before it is given up."""
 EMIT_FAILED_LOG = "emit_failed.jsonl"
 """Picks whose job could not be built (JSON lines in the state directory)."""
+STOP_FILE = "STOP"
+"""``STATE_DIR/STOP``: when it exists the service checkpoints and exits 0 (like SIGTERM), and the
+batch chains in ``jobs/`` start no further link. Remove it before starting the selector again."""
 
 
 def _append_line(path: Path, record: dict) -> None:
@@ -279,13 +282,23 @@ class SelectorService:
 
         return build_status(self, state)
 
+    def stop_requested(self) -> bool:
+        """This rank's view of "stop": SIGTERM arrived or ``STATE_DIR/STOP`` exists (read by
+        rank 0 only; the decision is always agreed through an ``Allreduce``)."""
+        if self._stop:
+            return True
+        if self.rank == 0 and (self.state_dir / STOP_FILE).exists():
+            log.info("%s exists: checkpointing and stopping", self.state_dir / STOP_FILE)
+            self._stop = True
+        return self._stop
+
     def step(self, once: bool = False) -> np.ndarray:
         """One collective iteration; returns the agreed flags."""
         batches = self._poll_sources()
         self.ingestor.step(batches)
         now = time.monotonic()
         flags = np.zeros(5, dtype=np.int64)
-        flags[_STOP] = self._stop
+        flags[_STOP] = self.stop_requested()
         flags[_CKPT] = self._ckpt_now or (
             self.rank == 0 and now - self._last["ckpt"] >= self.s.checkpoint_interval_s)
         flags[_REPORT] = self.rank == 0 and now - self._last["report"] >= self.s.status_interval_s
@@ -305,8 +318,11 @@ class SelectorService:
         return flags
 
     def _wait_for_jobs(self) -> None:
-        """Every rank waits (sleeping, not spinning in MPI) until rank 0 has no active job or
-        ``wait_timeout_s`` passed."""
+        """Every rank waits (sleeping, not spinning in MPI) until rank 0 has no active job, a stop
+        is requested or ``wait_timeout_s`` passed. Collective: the three conditions go through one
+        ``Allreduce`` and every rank acts on the reduced values, so all ranks leave the loop in
+        the same iteration (a rank that left on its own clock would leave the others blocked in
+        an ``Allreduce`` it never joins)."""
         end = time.monotonic() + self.s.wait_timeout_s
         while True:
             active = 0
@@ -315,15 +331,26 @@ class SelectorService:
                 self._emit_pending()
                 c = self.emitter.counts()
                 active = c["submitting"] + c["pending"] + c["running"]
-            active, stop = allreduce_max(self.comm, np.array([active, self._stop], np.int64))
+            mine = np.array([active, self.stop_requested(), time.monotonic() > end], np.int64)
+            active, stop, expired = allreduce_max(self.comm, mine)
             if active == 0 or stop:
                 return
-            if time.monotonic() > end:
+            if expired:
                 if self.rank == 0:
                     log.warning("--once: %d jobs still active after %.0f s", active,
                                 self.s.wait_timeout_s)
                 return
             time.sleep(self.cfg.jobs.poll_interval_s)
+
+    def _refresh_jobs(self) -> None:
+        """Rank 0, before the last report: poll the backend once more so status.json shows the
+        jobs still active at the stop as they are (running/pending) at that moment."""
+        if self.emitter is None:
+            return
+        try:
+            self.emitter.poll()
+        except Exception as exc:  # noqa: BLE001 - a backend hiccup must not block the exit
+            log.warning("job states not refreshed before stopping: %s", exc)
 
     def run(self, once: bool = False) -> int:
         """Serve until SIGTERM (or, with ``once``, until the sources are drained, the free slots
@@ -342,6 +369,7 @@ class SelectorService:
             if not flags[_INPUT]:
                 time.sleep(self.s.poll_interval_s)
         self.checkpoint()
+        self._refresh_jobs()
         self.report("stopped")
         if self.emitter is not None:
             self.emitter.close()

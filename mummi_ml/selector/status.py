@@ -50,4 +50,8 @@ def format_status(s: dict[str, Any]) -> str:
         f"jobs         {jobs}",
         f"checkpoint   #{ck.get('seq', '-')} at {ck.get('time_iso', '-')}",
     ]
+    active = s.get("jobs_active", 0)
+    if s.get("state") == "stopped" and active:
+        lines.append(f"note         {active} jobs were still active when the selector stopped "
+                     "(states as of then; the next start of the selector follows them up)")
     return "\n".join(lines)
