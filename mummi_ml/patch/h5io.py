@@ -60,6 +60,7 @@ __all__ = [
     "read_patches",
     "open_patches",
     "validate_dataset",
+    "validate_files",
 ]
 
 SCHEMA = "mummi-ml-patches"
@@ -571,6 +572,18 @@ def validate_dataset(dataset: PatchDataset, batch_size: int | None = None) -> No
                     f"(id {int(b.ids[exc.index or 0])})", index=i
                 ) from None
             lo += len(b)
+
+
+def validate_files(paths: str | Path | Sequence[str | Path]) -> int:
+    """Open patch files as one dataset and :func:`validate_dataset` it; returns the patch count.
+
+    Raises:
+        PatchFileError: a file cannot be read (see :class:`PatchFile`).
+        PatchValidationError: a bad patch or a repeated id (one line, naming file and patch).
+    """
+    with PatchDataset(paths) as ds:
+        validate_dataset(ds)
+        return len(ds)
 
 
 def open_patches(paths: str | Path | Sequence[str | Path]) -> PatchDataset:

@@ -15,13 +15,13 @@ from already covers it).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
 from pathlib import Path
 
 from mummi_ml.errors import PatchFileError
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import PatchBatch, read_patches
 
 __all__ = ["SpoolSource"]
@@ -137,7 +137,7 @@ class SpoolSource:
         dest = _unique(self.root / "quarantine" / _short_name(path.name))
         note = dest.with_name(dest.name + ".reason.json")
         tmp = note.with_name(note.name + ".tmp")
-        tmp.write_text(json.dumps({"file": path.name, "reason": reason, "rank": self.rank,
+        tmp.write_text(json_dumps_strict({"file": path.name, "reason": reason, "rank": self.rank,
                                    "time": time.time()}))
         os.replace(tmp, note)
         os.rename(path, dest)

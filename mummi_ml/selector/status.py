@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["STATUS_NAME", "write_status", "read_status", "format_status"]
@@ -18,7 +19,7 @@ def write_status(state_dir: str | Path, status: dict[str, Any]) -> Path:
     """Write ``status.json`` (tmp file + ``os.replace``: readers never see half a file)."""
     path = Path(state_dir) / STATUS_NAME
     tmp = path.with_name(STATUS_NAME + ".tmp")
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
+    tmp.write_text(json_dumps_strict(status, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
 
