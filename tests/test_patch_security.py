@@ -225,3 +225,18 @@ def test_info_refuses_other_channel_names_with_one_line(tmp_path, capsys):
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at channel 0" in err
+
+
+def test_a_bad_spool_file_with_a_250_character_name_is_quarantined(tmp_path):
+    """Its reason file would exceed the 255-byte name limit: the quarantined copy gets a
+    shortened name (start + hash), the reason file names the original."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    name = "p" * 247 + ".h5"
+    (spool / name).write_bytes(b"not an HDF5 file")
+    assert SelectorService(_selector_config(tmp_path)).run(once=True) == 0
+    notes = list((spool / "quarantine").glob("*.reason.json"))
+    assert len(notes) == 1 and len(notes[0].name) < 255
+    assert json.loads(notes[0].read_text())["file"] == name
+    assert (spool / "quarantine" / notes[0].name.removesuffix(".reason.json")).exists()
+    assert list((spool / "claimed").rglob("*.h5")) == []

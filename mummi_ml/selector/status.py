@@ -42,7 +42,8 @@ def format_status(s: dict[str, Any]) -> str:
     lines = [
         f"state        {s.get('state', '?')} ({s.get('n_ranks', '?')} ranks, "
         f"up {s.get('uptime_s', 0):.0f} s, model {s.get('model_version', '?')})",
-        f"ingested     {s.get('ingested', 0)} patches ({s.get('patches_per_s', 0):.1f}/s)",
+        f"ingested     {s.get('ingested', 0)} patches ({s.get('patches_per_s') or 0:.1f}/s, "
+        f"{s.get('accepted', 0)} accepted, {s.get('replayed', 0)} replayed copies)",
         f"pooled       {s.get('pooled', 0)} candidates "
         f"({s.get('bytes_per_candidate', 0)} B each in memory)",
         f"quarantined  {s.get('quarantined', 0)} patches, {s.get('quarantined_files', 0)} files",
