@@ -26,7 +26,7 @@ from mummi_ml.patch import PatchBatch, read_patches, write_patches
 
 def _make(path: Path, n: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
-    x = rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)).astype(np.float32)
+    x = np.minimum(rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)), 3.0).astype(np.float32)  # physical
     n_ras = rng.integers(0, 3, n)
     y = np.stack([n_ras, np.minimum(n_ras, rng.integers(0, 2, n))], 1).astype(np.int32)
     write_patches(path, PatchBatch.from_arrays(x, y, ids=np.arange(n)))

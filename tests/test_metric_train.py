@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def make_patches(path: Path, n: int, seed: int = 0, replicas: int = 4) -> Path:
     """Random patches with labels of all four classes, written with the patch API."""
     rng = np.random.default_rng(seed)
-    x = rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)).astype(np.float32)
+    x = np.minimum(rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)), 3.0).astype(np.float32)  # physical
     n_ras = rng.integers(0, 3, n)
     n_raf = np.minimum(n_ras, rng.integers(0, 2, n))
     y = np.stack([n_ras, n_raf], 1).astype(np.int32)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mummi_ml.errors import MummiMLError
 from mummi_ml.fsutil import fsync_path
+from mummi_ml.jsonutil import finite_or_none, json_dumps_strict
 from mummi_ml.patch import PatchBatch, write_patches
 
 __all__ = ["JobDirs", "JobDirError", "PATCH_FILE", "JOB_JSON", "write_json_atomic"]
@@ -41,7 +42,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON to a temp file, fsync, then ``os.replace`` it onto ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        f.write(json_dumps_strict(data, indent=1))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -83,7 +84,7 @@ class JobDirs:
         tmp.mkdir()
         try:
             write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
-            (tmp / JOB_JSON).write_text(json.dumps({"patch_id": pid, **meta}, indent=1))
+            (tmp / JOB_JSON).write_text(json_dumps_strict({"patch_id": pid, **meta}, indent=1))
             for name in (PATCH_FILE, JOB_JSON):  # data on disk before the rename publishes it
                 fsync_path(tmp / name)
             fsync_path(tmp)
@@ -130,7 +131,7 @@ class JobDirs:
         """The ``job.json`` of a new job (attempt 1), with the time in UTC ISO 8601."""
         return {
             "class": int(patch.classes[0]),
-            "novelty": float(novelty),
+            "novelty": finite_or_none(novelty),  # null: infinite (the first pick)
             "model_version": str(model_version),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "attempt": 1,

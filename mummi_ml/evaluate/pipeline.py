@@ -5,7 +5,6 @@ figures, report.html) for one model, its baselines and ablations, optional campa
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
@@ -44,6 +43,7 @@ from mummi_ml.evaluate.spacetime import (
     time_difference_curve,
 )
 from mummi_ml.evaluate.table import TableRow, table_markdown
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import CLASS_NAMES, PatchBatch, mean_concentrations, open_patches
 
 __all__ = ["load_eval_set", "run_evaluation", "METRICS_FORMAT"]
@@ -128,7 +128,7 @@ def _json_default(o: Any):
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default, allow_nan=True))
+    tmp.write_text(json_dumps_strict(data, indent=1, default=_json_default))
     os.replace(tmp, path)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.evaluate.errors import EvaluationError
+from mummi_ml.jsonutil import json_dumps_strict
 
 __all__ = [
     "SweepRun",
@@ -167,7 +169,7 @@ def _world(comm):
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json_dumps_strict(data, indent=1))
     os.replace(tmp, path)
 
 
@@ -272,6 +274,9 @@ def _release_memory() -> None:
         pass
 
 
+_FLOAT_CRITERIA = ("overlap_percent", "tau", "mare", "mare_star", "lam", "auc", "seconds")
+
+
 def collect_sweep(out: Path, runs: list[SweepRun], dim_weight: float = 0.5) -> dict:
     """Read every finished run's criteria, select, and write sweep.json, sweep.md and
     parallel_coordinates.png."""
@@ -281,7 +286,11 @@ def collect_sweep(out: Path, runs: list[SweepRun], dim_weight: float = 0.5) -> d
     for run in runs:
         f = out / "runs" / run.name / "criteria.json"
         if f.is_file():
-            rows.append(json.loads(f.read_text()))
+            row = json.loads(f.read_text())
+            for k in _FLOAT_CRITERIA:  # strict JSON writes NaN as null: read it back as NaN
+                if k in row and row[k] is None:
+                    row[k] = math.nan
+            rows.append(row)
         else:
             missing.append(run.name)
     best, scores = select_model(rows, dim_weight)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mummi_ml import __version__
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
 from mummi_ml.metric.encoder import Encoder
 from mummi_ml.metric.errors import MetricError
@@ -96,7 +97,7 @@ def write_model_dir(
         **(extra or {}),
     }
     tmp = out_dir / (_META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.write_text(json_dumps_strict(meta, indent=2))
     os.replace(tmp, out_dir / _META)
     return out_dir
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from mummi_ml.metric.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
 from mummi_ml.metric.data import Batch, TrainingData
+from mummi_ml.metric.domain import write_training_domain
 from mummi_ml.metric.errors import MetricError, TrainingInterrupted
 from mummi_ml.metric.history import plot_curves, write_log
 from mummi_ml.metric.losses import metric_loss
@@ -41,6 +42,7 @@ from mummi_ml.metric.quality import mare, overlap_percent
 from mummi_ml.metric.schedule import learning_rate_at
 from mummi_ml.metric.signals import StopFlag
 from mummi_ml.parallel import DistContext, all_gather_with_grad, init_distributed
+from mummi_ml.patch import validate_files
 
 __all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS"]
 
@@ -108,6 +110,7 @@ class Trainer:
         self.paths = [Path(p) for p in ([data] if isinstance(data, (str, Path)) else data)]
         if not self.paths:
             raise MetricError("data: no patch files given")
+        validate_files(self.paths)  # every rank, before any work: same verdict on every rank
         self.out_dir = out_dir
         self.ctx = ctx
         self.progress = progress
@@ -334,6 +337,7 @@ class Trainer:
                     extra={"epochs_trained": cfg.epochs, "world_size": ctx.size,
                            "data_files": [str(p) for p in self.paths]},
                 )
+                write_training_domain(self.out_dir, self.paths, str(ctx.device))
             ctx.barrier()
         self.data.close()
         return self.out_dir

@@ -8,6 +8,8 @@ from mummi_ml.patch.constants import (
     CLASS_NAMES,
     DEFAULT_PROFILE_CHANNELS,
     INNER_LEAFLET_CHANNELS,
+    MAX_CONCENTRATION,
+    MAX_PROTEINS_PER_PATCH,
     N_CHANNELS,
     N_CLASSES,
     N_RADII,
@@ -30,6 +32,8 @@ from mummi_ml.patch.h5io import (
     PatchWriter,
     open_patches,
     read_patches,
+    validate_dataset,
+    validate_files,
     write_patches,
 )
 from mummi_ml.patch.profiles import mean_concentrations, profile_groups, radial_profiles
@@ -41,13 +45,15 @@ from mummi_ml.patch.transforms import (
     apply_transform,
     apply_transforms,
 )
-from mummi_ml.patch.validate import find_invalid, validate_batch
+from mummi_ml.patch.validate import PatchCheck, check_patches, find_invalid, validate_batch
 
 __all__ = [
     "CHANNEL_NAMES",
     "CLASS_NAMES",
     "DEFAULT_PROFILE_CHANNELS",
     "INNER_LEAFLET_CHANNELS",
+    "MAX_CONCENTRATION",
+    "MAX_PROTEINS_PER_PATCH",
     "META_FIELDS",
     "N_CHANNELS",
     "N_CLASSES",
@@ -64,6 +70,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ChannelStats",
     "PatchBatch",
+    "PatchCheck",
     "PatchDataset",
     "PatchFile",
     "PatchWriter",
@@ -71,6 +78,7 @@ __all__ = [
     "TRANSFORM_SPECS",
     "apply_transform",
     "apply_transforms",
+    "check_patches",
     "channel_index",
     "find_invalid",
     "format_summary",
@@ -82,5 +90,7 @@ __all__ = [
     "read_patches",
     "summarise_patches",
     "validate_batch",
+    "validate_dataset",
+    "validate_files",
     "write_patches",
 ]

@@ -24,6 +24,12 @@ __all__ = [
     "ONE_RAS",
     "ONE_RAS_RAF",
     "OTHER",
+    "PIXEL_AREA_NM2",
+    "MIN_AREA_PER_LIPID_NM2",
+    "MAX_CONCENTRATION",
+    "NEGATIVE_CONCENTRATION_TOLERANCE",
+    "MIN_PROTEIN_DIAMETER_NM",
+    "MAX_PROTEINS_PER_PATCH",
     "channel_index",
     "patch_class",
 ]
@@ -77,6 +83,42 @@ N_CLASSES: int = len(CLASS_NAMES)
 NO_PROTEIN, ONE_RAS, ONE_RAS_RAF, OTHER = 0, 1, 2, 3
 
 assert len(CHANNEL_NAMES) == N_CHANNELS
+
+# ---- physical bounds of a patch (checked by mummi_ml.patch.validate) ----------------------------
+#
+# The schema's unit of x is "lipids per pixel of one leaflet" (a pixel is (30/37 nm)^2): the
+# concentration of species a at a pixel is the number of a-lipids of that leaflet whose area lies
+# in the pixel. Every lipid of the schema (glycero- and sphingolipids, cholesterol) has at least
+# one hydrocarbon chain crossing the leaflet, and no leaflet packs chains more densely than a
+# crystal of alkane chains (0.183 nm^2 per chain in orthorhombic polyethylene). So a leaflet pixel
+# holds at most PIXEL_AREA_NM2 / MIN_AREA_PER_LIPID_NM2 lipids in total, and a single species can
+# never exceed that. Fluid membranes hold about one lipid per pixel (0.6-0.7 nm^2 per lipid), so
+# the bound sits about 3.6 times above real densities and refuses garbage (bytes of another file
+# read as float32, unit mix-ups of 100x) without refusing any plausible producer.
+
+PIXEL_AREA_NM2: float = PIXEL_SIZE_NM**2
+"""Area of one pixel (nm^2), about 0.657."""
+
+MIN_AREA_PER_LIPID_NM2: float = 0.18
+"""Smallest area a lipid can take in a leaflet (nm^2): just under one close-packed alkane chain."""
+
+MAX_CONCENTRATION: float = PIXEL_AREA_NM2 / MIN_AREA_PER_LIPID_NM2
+"""Upper bound of any concentration value (lipids per pixel of one leaflet), about 3.65."""
+
+NEGATIVE_CONCENTRATION_TOLERANCE: float = 1e-3
+"""Concentrations down to ``-NEGATIVE_CONCENTRATION_TOLERANCE`` are accepted (interpolation and
+round-off of a producer's fields; 0.1 % of a leaflet's density); anything lower is refused."""
+
+MIN_PROTEIN_DIAMETER_NM: float = 3.0
+"""Smallest footprint diameter of a RAS (G-domain, about 3.5-4 nm wide) in the membrane (nm)."""
+
+MAX_PROTEINS_PER_PATCH: int = int(
+    (PATCH_LENGTH_NM + MIN_PROTEIN_DIAMETER_NM) ** 2
+    / (np.pi * (MIN_PROTEIN_DIAMETER_NM / 2) ** 2)
+)
+"""Most proteins a patch can count (154): footprints are disjoint discs of diameter
+``MIN_PROTEIN_DIAMETER_NM`` whose centres lie in the 30 nm square, so they fit in the
+(30 + 3) nm square and their number is at most its area over a disc's area."""
 
 
 def channel_index(channels: list[int | str] | tuple[int | str, ...] | None) -> np.ndarray:

@@ -19,6 +19,15 @@ build can read. File attributes: ``schema``, ``schema_version``, ``channel_names
 ``pixel_size_nm``, ``n_patches`` (written on clean close), ``created_by``, ``created_at``, and
 whatever the producer adds (e.g. ``preset``). A writer works on ``NAME.tmp`` and renames it to
 ``NAME`` only when closed cleanly, so a crash never leaves a complete-looking truncated file.
+
+Readers trust nothing in a file: before any data is read, :class:`PatchFile` refuses files whose
+datasets are not stored in the file itself (HDF5 external storage, virtual datasets) or whose
+top-level entries are soft, external or user-defined links, since any of these would let a file
+make the reader copy bytes of another file (e.g. ``/etc/passwd``) into patches, payloads and job
+directories. It also refuses files whose ``channel_names`` differ from the schema's: channels are
+identified by position, never remapped by name (a file with the same lipids in another order, or
+other lipids, is data for another model; a silent remap would hide a producer's mistake and
+mislabel every channel the metric and the MD jobs see).
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ __all__ = [
     "write_patches",
     "read_patches",
     "open_patches",
+    "validate_dataset",
+    "validate_files",
 ]
 
 SCHEMA = "mummi-ml-patches"
@@ -246,6 +257,8 @@ class PatchFile:
         self.path = Path(path)
         if not self.path.exists():
             raise PatchFileError(f"{self.path}: no such file")
+        if not self.path.is_file():  # a FIFO or device would block or stream forever
+            raise PatchFileError(f"{self.path}: not a regular file")
         try:
             self._file = h5py.File(self.path, "r", rdcc_nbytes=_CACHE_BYTES, rdcc_nslots=10007)
         except OSError:
@@ -258,7 +271,60 @@ class PatchFile:
             self._file.close()
             raise
 
+    def _check_storage(self) -> None:
+        """Refuse links and datasets whose bytes live outside this file (before any read)."""
+        f = self._file
+        for name in f.keys():  # link names only: nothing is dereferenced here
+            link = f.get(name, getlink=True)
+            if isinstance(link, h5py.HardLink):
+                continue
+            if isinstance(link, h5py.ExternalLink):
+                kind = f"an external link to {link.filename}:{link.path}"
+            elif isinstance(link, h5py.SoftLink):
+                kind = f"a soft link to {link.path}"
+            else:
+                kind = f"a link of type {type(link).__name__}"
+            raise PatchFileError(
+                f"{self.path}: {name!r} is {kind}; a patch file must hold its own data"
+            )
+        for name in _FIELD_SHAPES:
+            dset = _DATASETS[name][0]
+            obj = f.get(dset)
+            if not isinstance(obj, h5py.Dataset):
+                continue  # missing or a group: reported by _check
+            dcpl = obj.id.get_create_plist()
+            if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+                raise PatchFileError(
+                    f"{self.path}: dataset {dset!r} is a virtual dataset (its data lives in "
+                    "other files); a patch file must hold its own data"
+                )
+            if dcpl.get_external_count() > 0:
+                target = _decode(dcpl.get_external(0)[0])
+                raise PatchFileError(
+                    f"{self.path}: dataset {dset!r} uses external storage (its bytes are read "
+                    f"from {target!s:.200}); a patch file must hold its own data"
+                )
+
+    def _check_channels(self) -> None:
+        names = _decode(self._file.attrs.get("channel_names"))
+        if names is None:
+            raise PatchFileError(f"{self.path}: no channel_names attribute")
+        if isinstance(names, str):
+            names = [names]
+        names = [str(n) for n in names] if isinstance(names, (list, tuple)) else [str(names)]
+        if names == list(CHANNEL_NAMES):
+            return
+        common = min(len(names), len(CHANNEL_NAMES))
+        k = next((i for i in range(common) if names[i] != CHANNEL_NAMES[i]), common)
+        got = repr(names[k])[:60] if k < len(names) else "nothing"
+        want = repr(CHANNEL_NAMES[k]) if k < len(CHANNEL_NAMES) else "nothing"
+        raise PatchFileError(
+            f"{self.path}: channel_names differ from the schema at channel {k}: the file has "
+            f"{got}, the schema {want} (channels are matched by position, not remapped by name)"
+        )
+
     def _check(self) -> None:
+        self._check_storage()
         a = self._file.attrs
         if _decode(a.get("schema")) != SCHEMA:
             raise PatchFileError(f"{self.path}: not a mummi-ml patch file (no schema={SCHEMA!r})")
@@ -272,6 +338,7 @@ class PatchFile:
             raise PatchFileError(f"{self.path}: invalid schema_version {version}")
         if "n_patches" not in a:
             raise PatchFileError(f"{self.path}: incomplete file (writer did not close it)")
+        self._check_channels()
         n = _int_attr(self.path, a, "n_patches", -1)
         if n < 0:
             raise PatchFileError(f"{self.path}: invalid n_patches {a['n_patches']!r}")
@@ -470,6 +537,53 @@ class PatchDataset:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def validate_dataset(dataset: PatchDataset, batch_size: int | None = None) -> None:
+    """Check every patch of a dataset (one streaming pass) and that ids are unique across files.
+
+    The rules are those of :func:`~mummi_ml.patch.validate.validate_batch` (finite, physically
+    possible concentrations, consistent protein counts), applied by readers that consume whole
+    files (training) as the selector applies them per patch.
+
+    Raises:
+        PatchValidationError: one line naming the file, the patch (index and id) and the problem.
+    """
+    ids = dataset.field("ids") if len(dataset) else np.zeros(0, np.uint64)
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = int(uniq[counts > 1][0])
+        where = np.flatnonzero(ids == dup)[:2]
+        k = np.searchsorted(dataset.offsets, where, side="right") - 1
+        raise PatchValidationError(
+            f"patch id {dup} appears more than once ({int((counts > 1).sum())} repeated ids): "
+            f"{dataset.paths[k[0]]} patch {int(where[0] - dataset.offsets[k[0]])} and "
+            f"{dataset.paths[k[1]]} patch {int(where[1] - dataset.offsets[k[1]])}"
+        )
+    for f in dataset.files:
+        lo = 0
+        for b in f.iter_batches(batch_size):
+            try:
+                validate_batch(b.x, b.y)
+            except PatchValidationError as exc:
+                i = lo + (exc.index or 0)
+                raise PatchValidationError(
+                    f"{f.path}: {str(exc).replace(f'patch {exc.index}:', f'patch {i}:', 1)} "
+                    f"(id {int(b.ids[exc.index or 0])})", index=i
+                ) from None
+            lo += len(b)
+
+
+def validate_files(paths: str | Path | Sequence[str | Path]) -> int:
+    """Open patch files as one dataset and :func:`validate_dataset` it; returns the patch count.
+
+    Raises:
+        PatchFileError: a file cannot be read (see :class:`PatchFile`).
+        PatchValidationError: a bad patch or a repeated id (one line, naming file and patch).
+    """
+    with PatchDataset(paths) as ds:
+        validate_dataset(ds)
+        return len(ds)
 
 
 def open_patches(paths: str | Path | Sequence[str | Path]) -> PatchDataset:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.errors import MummiMLError
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch.constants import CHANNEL_NAMES, N_CHANNELS
 
 __all__ = ["ChannelStats"]
@@ -95,7 +96,7 @@ class ChannelStats:
         """Write as JSON (atomically: temp file + rename)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.write_text(json_dumps_strict(self.to_dict(), indent=2))
         os.replace(tmp, path)
 
     @staticmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.pool import POOL_FIELDS
 
@@ -70,8 +71,8 @@ def write_rank_state(ckpt: Path, rank: int, st: RankState) -> Path:
         f.create_dataset("evicted_ids", data=st.evicted_ids.astype(np.uint64))
         f.create_dataset("quarantined_ids", data=st.quarantined_ids.astype(np.uint64))
         f.create_dataset("quarantined_codes", data=st.quarantined_codes.astype(np.int8))
-        f.attrs["counters"] = json.dumps(st.counters)
-        f.attrs["covered"] = json.dumps(st.covered)
+        f.attrs["counters"] = json_dumps_strict(st.counters)
+        f.attrs["covered"] = json_dumps_strict(st.covered)
         f.attrs["next_seg"] = st.next_seg
         f.attrs["schema"] = SCHEMA
 
@@ -100,7 +101,7 @@ def write_manifest(ckpt: Path, manifest: dict) -> Path:
     path = ckpt / "manifest.json"
     tmp = path.with_name("manifest.json.tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=1)
+        fh.write(json_dumps_strict(data, indent=1))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

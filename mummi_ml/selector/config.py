@@ -46,6 +46,20 @@ class SelectorConfig(StrictModel):
         None, description="trained metric checkpoint directory (Metric.load); needed for 'model'"
     )
     embed_batch_size: int = Field(1024, ge=1, description="patches per embedding batch (count)")
+    ood_guard: bool = Field(
+        True,
+        description="out-of-domain guard: quarantine (code 6) a patch whose embedding lies more "
+        "than ood_threshold times the training q99 distance from the centroid of the model's "
+        "training embeddings (model_dir/embedding_domain.json, written by training; a model "
+        "without it runs unguarded, with a warning). Off for embedding=mean_concentrations",
+    )
+    ood_threshold: float = Field(
+        3.0,
+        gt=1.0,
+        allow_inf_nan=False,
+        description="distance to the training centroid, in units of the distance within which "
+        "99% of the training patches lie, beyond which a patch is out of domain (> 1)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="device for embedding and torch novelty search (auto: cuda if present)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,16 +13,24 @@ from mummi_ml.patch.constants import N_CHANNELS
 from mummi_ml.selector.config import SelectorConfig
 from mummi_ml.selector.errors import SelectorError
 
+if TYPE_CHECKING:  # the metric (and torch) are imported only when a model is used
+    from mummi_ml.metric.domain import EmbeddingDomain
+
 __all__ = ["Embedding", "make_embedding"]
 
 
 @dataclass(frozen=True)
 class Embedding:
-    """``embed(x [n, 37, 37, 14] raw float32) -> z [n, dim] float32``, tagged with a version."""
+    """``embed(x [n, 37, 37, 14] raw float32) -> z [n, dim] float32``, tagged with a version.
+
+    ``domain``: where the model's training patches embed (for the out-of-domain guard), or None
+    (no model, a model directory without ``embedding_domain.json``, or the guard is off).
+    """
 
     embed: Callable[[np.ndarray], np.ndarray]
     version: str
     dim: int
+    domain: EmbeddingDomain | Any | None = None
 
 
 def make_embedding(cfg: SelectorConfig) -> Embedding:
@@ -41,5 +50,11 @@ def make_embedding(cfg: SelectorConfig) -> Embedding:
     else:
         device = cfg.device
     metric = Metric.load(cfg.model_dir, device=device)
+    domain = None
+    if cfg.ood_guard:
+        from mummi_ml.metric.domain import load_domain
+
+        domain = load_domain(cfg.model_dir, metric.version)
     bs = cfg.embed_batch_size
-    return Embedding(lambda x: metric.embed(x, batch_size=bs), metric.version, metric.latent_dim)
+    return Embedding(lambda x: metric.embed(x, batch_size=bs), metric.version, metric.latent_dim,
+                     domain)

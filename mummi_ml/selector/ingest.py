@@ -1,13 +1,26 @@
 """Ingest of patch batches into a rank's candidate pool: validate, deduplicate over all ranks,
-embed, score against the selected set, store the payload, evict the least novel.
+embed, guard the domain, score against the selected set, store the payload, evict the least
+novel.
 
 :meth:`Ingestor.step` is collective (one ``Allgatherv`` of the new ids per call), so a patch id
 seen on any rank is a duplicate everywhere: the set of accepted ids is replicated on every rank.
+
+Accounting (counters summed over ranks; ``status.json`` and every checkpoint manifest)::
+
+    ingested = accepted + quarantined
+    accepted = pooled + selected + evicted
+
+A patch that arrives is *ingested*, then either *quarantined* (with a reason code, below) or
+*accepted*; an accepted patch is in a pool, selected, or evicted. A copy of a patch whose id was
+accepted before is a duplicate (code 2), also when that patch was selected, with one exception:
+a pick replayed from the picks log after a restart that the checkpoint did not hold yet (see
+:attr:`SelectedSet.awaiting_copy`) was counted as ingested and accepted when it was replayed, and
+the first copy of it that arrives (the re-read of its own spool file) is a *replay*: counted in
+``replayed`` only, neither ingested again nor quarantined.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,12 +30,15 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.errors import PatchValidationError
-from mummi_ml.patch import PatchBatch, find_invalid
+from mummi_ml.jsonutil import json_dumps_strict
+from mummi_ml.patch import PatchBatch, check_patches
+from mummi_ml.patch.validate import NEGATIVE_COUNT, NONFINITE, RAF_EXCEEDS_RAS
 from mummi_ml.selector.collectives import allgather_rows, rank_size
 from mummi_ml.selector.distance import score
 from mummi_ml.selector.greedy import LazyGreedy
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.nn_search import NearestSelected
+from mummi_ml.selector.ood import DomainGuard
 from mummi_ml.selector.payloads import PayloadStore
 
 __all__ = ["Ingestor", "QUARANTINE_CODES"]
@@ -30,8 +46,15 @@ __all__ = ["Ingestor", "QUARANTINE_CODES"]
 log = logging.getLogger("mummi_ml.selector")
 
 QUARANTINE_CODES = {1: "invalid patch", 2: "duplicate id", 3: "malformed batch",
-                    4: "non-finite embedding"}
-"""Reason codes stored with quarantined patch ids (details are in the quarantine log)."""
+                    4: "non-finite embedding", 5: "unphysical patch", 6: "out of domain"}
+"""Reason codes stored with quarantined patch ids (details are in the quarantine log):
+1 non-finite values or inconsistent protein counts, 2 an id accepted before (also a re-sent
+copy of a selected patch), 3 a batch whose arrays have the wrong shape or dtype, 4 an embedding
+with NaN/inf, 5 concentrations outside the physical range or more proteins than fit
+(:mod:`mummi_ml.patch.validate`), 6 an embedding far outside the model's training domain
+(:mod:`mummi_ml.selector.ood`)."""
+
+_INVALID_CODES = {NONFINITE: 1, NEGATIVE_COUNT: 1, RAF_EXCEEDS_RAS: 1}  # else 5 (unphysical)
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 
@@ -48,6 +71,8 @@ class Ingestor:
         capacity: candidates kept by this rank.
         embed_batch_size: patches per ``embed`` call.
         quarantine_log: JSON-lines file of quarantine details (appended), or None.
+        comm: communicator of the selector ranks (None: one rank).
+        domain_guard: the out-of-domain guard, or None (no guard).
     """
 
     def __init__(
@@ -61,15 +86,17 @@ class Ingestor:
         embed_batch_size: int = 1024,
         quarantine_log: str | Path | None = None,
         comm: Any = None,
+        domain_guard: DomainGuard | None = None,
     ):
         self.embed, self.engine, self.payloads = embed, engine, payloads
         self.accepted, self.nn, self.capacity = accepted, nn, int(capacity)
         self.embed_batch_size = int(embed_batch_size)
         self.quarantine_log = None if quarantine_log is None else Path(quarantine_log)
         self.comm = comm
+        self.domain_guard = domain_guard
         self.rank, _ = rank_size(comm)
         self.counters = {"ingested": 0, "accepted": 0, "quarantined": 0, "evicted": 0,
-                         "quarantined_files": 0}
+                         "quarantined_files": 0, "replayed": 0}
         self.quarantined_ids = np.zeros(0, dtype=np.uint64)
         self.quarantined_codes = np.zeros(0, dtype=np.int8)
         self.evicted_ids = np.zeros(0, dtype=np.uint64)
@@ -94,19 +121,27 @@ class Ingestor:
             with open(self.quarantine_log, "a") as fh:
                 for i, pid in enumerate(ids.tolist()):
                     why = details[i] if i < len(details) else QUARANTINE_CODES[code]
-                    fh.write(json.dumps({"id": pid, "code": code, "reason": why,
-                                         "origin": origin, "time": time.time()}) + "\n")
+                    fh.write(json_dumps_strict({"id": pid, "code": code, "reason": why,
+                                                "origin": origin, "time": time.time()}) + "\n")
 
     def _validate(self, batch: PatchBatch, origin: str) -> PatchBatch:
         """The valid, unique-within-batch patches of a batch (the rest quarantined)."""
         self.counters["ingested"] += len(batch)
         try:
-            bad, reasons = find_invalid(batch.x, batch.y)
+            check = check_patches(batch.x, batch.y)
         except PatchValidationError as exc:
             self._quarantine(np.asarray(batch.ids, np.uint64), 3, [str(exc)], origin)
             return batch.subset(np.zeros(0, dtype=np.int64))
+        bad = check.bad
         if bad.any():
-            self._quarantine(batch.ids[bad], 1, reasons, origin)
+            codes = np.array([_INVALID_CODES.get(int(p), 5) for p in check.problem[bad]])
+            ids_bad = batch.ids[bad]
+            for code in (1, 5):
+                sel = codes == code
+                if sel.any():
+                    self._quarantine(ids_bad[sel], code,
+                                     [r for r, k in zip(check.reasons, sel, strict=True) if k],
+                                     origin)
         good = np.flatnonzero(~bad)
         ids = batch.ids[good]
         _, first = np.unique(ids, return_index=True)
@@ -130,25 +165,35 @@ class Ingestor:
                 else np.zeros(0, np.uint64)).astype(np.uint64)
         gathered, counts = allgather_rows(self.comm, mine)
         offset = int(counts[: self.rank].sum())
-        dup = self.accepted.contains(gathered)
+        s = self.engine.selected
         _, first = np.unique(gathered, return_index=True)
         repeat = np.ones(len(gathered), dtype=bool)
         repeat[first] = False
-        dup |= repeat
-        self.accepted.add(gathered[~dup])
+        # the first copy of a replayed pick that the restart's checkpoint did not hold
+        replay = np.zeros(len(gathered), dtype=bool)
+        awaiting = s.awaiting()
+        if len(awaiting):
+            replay[first] = np.isin(gathered[first], awaiting)
+            s.copy_arrived(gathered[replay])  # same on every rank: gathered is replicated
+        dup = (self.accepted.contains(gathered) | repeat) & ~replay
+        self.accepted.add(gathered[~dup & ~replay])
         my_dup = dup[offset : offset + len(mine)]
+        my_replay = replay[offset : offset + len(mine)]
         added, pos = 0, 0
         for b, origin in valid:
-            d = my_dup[pos : pos + len(b)]
+            d, r = my_dup[pos : pos + len(b)], my_replay[pos : pos + len(b)]
             pos += len(b)
+            if r.any():  # counted as ingested and accepted when the pick was replayed
+                n = int(r.sum())
+                self.counters["replayed"] += n
+                self.counters["ingested"] -= n
             if d.any():
-                # a pick replayed from the picks log whose file is ingested again: not an error
-                known = d & np.isin(b.ids, self.engine.selected.ids)
-                self.counters["replayed"] = self.counters.get("replayed", 0) + int(known.sum())
-                q = d & ~known
-                self._quarantine(b.ids[q], 2, [f"id {i} already seen" for i in b.ids[q].tolist()],
-                                 origin)
-                b = b.subset(np.flatnonzero(~d))
+                picked = np.isin(b.ids[d], s.ids)
+                why = [f"id {i} already selected (a re-sent copy)" if p else f"id {i} already seen"
+                       for i, p in zip(b.ids[d].tolist(), picked.tolist(), strict=True)]
+                self._quarantine(b.ids[d], 2, why, origin)
+            if d.any() or r.any():
+                b = b.subset(np.flatnonzero(~(d | r)))
             if len(b):
                 added += self._add(b, origin)
         self._evict()
@@ -168,6 +213,18 @@ class Ingestor:
             b, z = b.subset(keep), z[keep]
             if len(b) == 0:
                 return 0
+        if self.domain_guard is not None:
+            far, dist = self.domain_guard.check(z)
+            if far.any():
+                thr = self.domain_guard.threshold
+                self._quarantine(b.ids[far], 6, [
+                    f"id {i}: embedding {r:.3g} x the training q99 distance from the training "
+                    f"centroid (> {thr:g})" for i, r in zip(b.ids[far].tolist(), dist[far].tolist(),
+                                                            strict=True)], origin)
+                keep = np.flatnonzero(~far)
+                b, z = b.subset(keep), z[keep]
+                if len(b) == 0:
+                    return 0
         s = self.engine.selected
         dk = self.nn.query(z, s.z)
         src, seg, rows = self.payloads.put(b)
@@ -175,6 +232,14 @@ class Ingestor:
                       seen=np.full(len(b), len(s), np.int64), src=src, seg=seg, row=rows)
         self.counters["accepted"] += len(b)
         return len(b)
+
+    def count_replayed_pick(self) -> None:
+        """A pick replayed from the picks log that the restored checkpoint did not hold: it was
+        ingested and accepted before the crash (the counters restored from the checkpoint do not
+        show it). Counted once, on rank 0; its copy that arrives later is a replay."""
+        if self.rank == 0:
+            self.counters["ingested"] += 1
+            self.counters["accepted"] += 1
 
     def _evict(self) -> None:
         p = self.pool

@@ -1,5 +1,8 @@
 """Write-ahead log of picks (rank 0): a pick is appended (flushed, fsynced) before its job is
-emitted, so a restart from an older checkpoint replays it instead of picking something else."""
+emitted, so a restart from an older checkpoint replays it instead of picking something else.
+
+Strict JSON lines: the first pick's infinite novelty is written as ``"novelty": null`` and read
+back as ``inf`` (:func:`mummi_ml.jsonutil.float_or_inf`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mummi_ml.jsonutil import float_or_inf, json_dumps_strict
 from mummi_ml.selector.greedy import Pick
 
 __all__ = ["PicksLog"]
@@ -27,22 +31,24 @@ class PicksLog:
         out = []
         for line in self.path.read_text().splitlines():
             try:
-                out.append(json.loads(line))
-            except ValueError:
+                entry = json.loads(line)
+                entry["novelty"] = float_or_inf(entry.get("novelty"))
+            except (ValueError, TypeError, AttributeError):
                 continue
+            out.append(entry)
         return out
 
     def repair(self) -> None:
         """Rewrite the file with its complete entries only (atomically), before appending."""
         entries = self.read()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        tmp.write_text("".join(json_dumps_strict(e) + "\n" for e in entries))
         os.replace(tmp, self.path)
 
     def append(self, picks: list[Pick], z: np.ndarray) -> None:
         """Append picks with their embeddings ``z [p, d]``; durable when this returns."""
         with open(self.path, "a") as fh:
             for p, zi in zip(picks, z, strict=True):
-                fh.write(json.dumps({**p.__dict__, "z": [float(v) for v in zi]}) + "\n")
+                fh.write(json_dumps_strict({**p.__dict__, "z": [float(v) for v in zi]}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

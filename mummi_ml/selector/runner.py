@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from mummi_ml.errors import MummiMLError
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["run_service", "selector_comm"]
@@ -65,7 +65,7 @@ def run_service(cfg: Any, once: bool = False, mpmd: bool = False,
         if svc.rank == 0:
             p = Path(weights_path)
             tmp = p.with_name(p.name + ".tmp")
-            tmp.write_text(json.dumps({"ids": [int(i) for i in svc.selected.ids],
-                                       "weights": w.tolist()}))
+            tmp.write_text(json_dumps_strict({"ids": [int(i) for i in svc.selected.ids],
+                                              "weights": w.tolist()}))
             os.replace(tmp, p)
     return rc

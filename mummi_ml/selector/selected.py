@@ -17,6 +17,7 @@ _FIELDS = {
     "seg": (np.int32, ()),
     "row": (np.int32, ()),
     "emitted": (np.bool_, ()),
+    "awaiting_copy": (np.bool_, ()),
 }
 
 
@@ -28,6 +29,10 @@ class SelectedSet:
         ids: uint64 patch ids; classes: int8; novelty: float64 score when picked (d_z units);
         owner: rank that held the candidate; src/seg/row: payload location (see PayloadStore);
         emitted: bool, a job was emitted for the pick.
+        awaiting_copy: bool, the pick was replayed from the picks log after a restart and was
+            not in the checkpoint it restarted from, so the next copy of its patch that arrives
+            is the re-read of its own spool file (a replay), not a re-sent duplicate. Saved in
+            checkpoints (older ones load as False).
     """
 
     def __init__(self, dim: int):
@@ -72,6 +77,15 @@ class SelectedSet:
         if a is not None and name in a:
             return a[name][: self._n]
         raise AttributeError(name)
+
+    def awaiting(self) -> np.ndarray:
+        """uint64 ids of the picks whose own copy is still expected (see ``awaiting_copy``)."""
+        return self.ids[self.awaiting_copy]
+
+    def copy_arrived(self, ids: np.ndarray) -> None:
+        """The copies of these picks arrived: they are no longer awaited."""
+        a = self._a["awaiting_copy"]
+        a[: self._n][np.isin(self.ids, np.asarray(ids, dtype=np.uint64))] = False
 
     def class_counts(self) -> np.ndarray:
         """int64 ``[N_CLASSES]`` picks per class."""

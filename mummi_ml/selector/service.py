@@ -5,7 +5,6 @@ selector ranks; decisions (stop, checkpoint, report) are agreed by one ``Allredu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.errors import MummiMLError, PatchFileError
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.collectives import allgather_rows, allreduce_max, bcast_int, rank_size
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.greedy import LazyGreedy
@@ -24,6 +24,7 @@ from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
 from mummi_ml.selector.mpi_source import MpiSource
 from mummi_ml.selector.nn_search import NearestSelected
+from mummi_ml.selector.ood import make_domain_guard
 from mummi_ml.selector.payloads import PayloadStore
 from mummi_ml.selector.picks_log import PicksLog
 from mummi_ml.selector.pool import CandidatePool
@@ -46,7 +47,7 @@ batch chains in ``jobs/`` start no further link. Remove it before starting the s
 
 def _append_line(path: Path, record: dict) -> None:
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json_dumps_strict(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -135,7 +136,7 @@ class SelectorService:
             self.emb.embed, self.engine, self.payloads, self.accepted,
             NearestSelected(kk, self.s.nn_backend), self.s.capacity_per_rank,
             self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
-            self.comm,
+            self.comm, make_domain_guard(self.s, self.emb),
         )
         if st:
             self.ingestor.counters.update(st.counters)
@@ -157,10 +158,14 @@ class SelectorService:
             pid = np.uint64(e["id"])
             hit = np.flatnonzero(self.pool.ids == pid)
             self.pool.remove(hit)
+            fresh = not self.accepted.contains(np.array([pid], np.uint64))[0]  # after the ckpt
+            if fresh:
+                self.ingestor.count_replayed_pick()
             self.accepted.add(np.array([pid], np.uint64))
             self.selected.append(np.array([e["z"]], np.float32), ids=np.array([pid]),
                                  classes=[e["cls"]], novelty=[e["novelty"]], owner=[e["owner"]],
-                                 src=[e["src"]], seg=[e["seg"]], row=[e["row"]], emitted=[False])
+                                 src=[e["src"]], seg=[e["seg"]], row=[e["row"]], emitted=[False],
+                                 awaiting_copy=[fresh])
         if entries:
             log.info("rank %d: replayed %d picks from the picks log", self.rank, len(entries))
 

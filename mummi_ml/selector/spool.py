@@ -14,17 +14,33 @@ from already covers it).
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import os
 import time
 from pathlib import Path
 
+from mummi_ml.errors import PatchFileError
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import PatchBatch, read_patches
 
 __all__ = ["SpoolSource"]
 
 log = logging.getLogger("mummi_ml.selector")
+
+
+_MAX_NAME_BYTES = 200  # leaves room for ".N" and ".reason.json" under the usual 255-byte limit
+
+
+def _short_name(name: str) -> str:
+    """``name`` if it is short enough to get a reason file beside it, else a shortened name that
+    keeps its start and suffix and adds a hash of the whole (distinct names stay distinct)."""
+    if len(name.encode()) <= _MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    suffix = ".h5" if name.endswith(".h5") else ""
+    head = name.encode()[:120].decode(errors="ignore")
+    return f"{head}~{digest}{suffix}"
 
 
 def _unique(dest: Path) -> Path:
@@ -62,8 +78,9 @@ class SpoolSource:
             d.mkdir(parents=True, exist_ok=True)
 
     def incoming(self) -> list[Path]:
-        """Complete files waiting to be claimed, sorted by name."""
-        return sorted(p for p in self.root.glob("*.h5") if p.is_file())
+        """Complete files waiting to be claimed, sorted by name (symbolic links included: they
+        are claimed and then quarantined by :meth:`read`)."""
+        return sorted(p for p in self.root.glob("*.h5") if p.is_symlink() or p.is_file())
 
     def claim(self) -> list[Path]:
         """Take up to ``files_per_poll`` incoming files into this rank's claimed directory."""
@@ -104,15 +121,23 @@ class SpoolSource:
 
     @staticmethod
     def read(path: Path) -> PatchBatch:
-        """All patches of a claimed file (raises PatchFileError if unreadable/foreign)."""
+        """All patches of a claimed file.
+
+        Raises:
+            PatchFileError: unreadable, foreign, not a regular file, or a symbolic link (a link
+                could make the service copy any patch file it can read into its payloads and job
+                directories; coupler writers rename regular files into the spool).
+        """
+        if path.is_symlink():
+            raise PatchFileError(f"{path.name}: a symbolic link, not a regular file (refused)")
         return read_patches(path)
 
     def quarantine(self, path: Path, reason: str) -> Path:
         """Move an unreadable file to ``quarantine/`` with ``NAME.reason.json`` beside it."""
-        dest = _unique(self.root / "quarantine" / path.name)
+        dest = _unique(self.root / "quarantine" / _short_name(path.name))
         note = dest.with_name(dest.name + ".reason.json")
         tmp = note.with_name(note.name + ".tmp")
-        tmp.write_text(json.dumps({"file": path.name, "reason": reason, "rank": self.rank,
+        tmp.write_text(json_dumps_strict({"file": path.name, "reason": reason, "rank": self.rank,
                                    "time": time.time()}))
         os.replace(tmp, note)
         os.rename(path, dest)

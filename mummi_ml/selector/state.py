@@ -28,7 +28,10 @@ from mummi_ml.selector.selected import SelectedSet
 
 __all__ = ["Restored", "restore_state", "save_checkpoint", "COUNTERS"]
 
-COUNTERS = ("ingested", "accepted", "quarantined", "evicted", "quarantined_files")
+COUNTERS = ("ingested", "accepted", "quarantined", "evicted", "quarantined_files", "replayed")
+"""Counters of a rank, saved in its checkpoint file and summed into the manifest and status.json
+(``replayed``: copies of replayed picks recognised as their own re-read, see
+:mod:`mummi_ml.selector.ingest`; absent from older checkpoints, where it counts from 0)."""
 
 
 @dataclass

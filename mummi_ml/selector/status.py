@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["STATUS_NAME", "write_status", "read_status", "format_status"]
@@ -18,7 +19,7 @@ def write_status(state_dir: str | Path, status: dict[str, Any]) -> Path:
     """Write ``status.json`` (tmp file + ``os.replace``: readers never see half a file)."""
     path = Path(state_dir) / STATUS_NAME
     tmp = path.with_name(STATUS_NAME + ".tmp")
-    tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
+    tmp.write_text(json_dumps_strict(status, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
 
@@ -41,7 +42,8 @@ def format_status(s: dict[str, Any]) -> str:
     lines = [
         f"state        {s.get('state', '?')} ({s.get('n_ranks', '?')} ranks, "
         f"up {s.get('uptime_s', 0):.0f} s, model {s.get('model_version', '?')})",
-        f"ingested     {s.get('ingested', 0)} patches ({s.get('patches_per_s', 0):.1f}/s)",
+        f"ingested     {s.get('ingested', 0)} patches ({s.get('patches_per_s') or 0:.1f}/s, "
+        f"{s.get('accepted', 0)} accepted, {s.get('replayed', 0)} replayed copies)",
         f"pooled       {s.get('pooled', 0)} candidates "
         f"({s.get('bytes_per_candidate', 0)} B each in memory)",
         f"quarantined  {s.get('quarantined', 0)} patches, {s.get('quarantined_files', 0)} files",
