@@ -10,6 +10,7 @@ import os
 import sys
 
 HELP = "embed patches with a trained metric: HDF5 patch files -> z.npy [N, d] float32"
+USES_CONFIG = False  # reads no configuration: no --config/--set
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

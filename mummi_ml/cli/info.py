@@ -8,6 +8,7 @@ import json
 from mummi_ml.patch import format_summary, summarise_patches
 
 HELP = "summarise patch files: class counts, time span, per-channel statistics, schema version"
+USES_CONFIG = False  # reads no configuration: no --config/--set
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 HELP = "print the status of a selector (its state directory's status.json)"
+USES_CONFIG = False  # reads no configuration: no --config/--set
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
