@@ -246,6 +246,8 @@ class PatchFile:
         self.path = Path(path)
         if not self.path.exists():
             raise PatchFileError(f"{self.path}: no such file")
+        if not self.path.is_file():  # a FIFO or device would block or stream forever
+            raise PatchFileError(f"{self.path}: not a regular file")
         try:
             self._file = h5py.File(self.path, "r", rdcc_nbytes=_CACHE_BYTES, rdcc_nslots=10007)
         except OSError:
@@ -257,6 +259,11 @@ class PatchFile:
         except PatchFileError:
             self._file.close()
             raise
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on broken metadata
+            self._file.close()
+            raise PatchFileError(
+                f"{self.path}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
+            ) from None
 
     def _check(self) -> None:
         a = self._file.attrs
@@ -310,7 +317,7 @@ class PatchFile:
         ds = self._file[_DATASETS[name][0]]
         try:
             return ds[sel]
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise PatchFileError(f"{self.path}: cannot read {name!r} ({exc})") from None
 
     def _read_slice(self, start: int, stop: int) -> PatchBatch:
