@@ -216,7 +216,8 @@ class JobsConfig(StrictModel):
         "default command passes it to `mummi-ml relax --duration-us`",
     )
     relax_seed: int | None = Field(
-        None, description="seed of `mummi-ml relax`; None: derived from the patch id"
+        None, ge=0, lt=2**63,
+        description="seed of `mummi-ml relax`; None: derived from the patch id",
     )
     slurm: SlurmOptions = Field(default_factory=SlurmOptions, description="slurm backend options")
     flux: FluxOptions = Field(default_factory=FluxOptions, description="flux backend options")

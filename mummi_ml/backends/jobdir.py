@@ -124,7 +124,8 @@ class JobDirs:
 
     def patch_ids(self) -> list[int]:
         """Patch ids of every complete job directory, sorted."""
-        return sorted(int(p.name) for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+        return sorted(int(p.name) for p in self.root.iterdir()
+                      if p.is_dir() and p.name.isascii() and p.name.isdigit())  # not '²'
 
     @staticmethod
     def meta(patch: PatchBatch, novelty: float, model_version: str, backend: str) -> dict:

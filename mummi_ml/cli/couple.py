@@ -10,9 +10,11 @@ mummi-ml select ...``); coupler rank i sends to selector ``i % B``, then END to 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
+MIN_RATE = 1e-6  # patches/s: one patch per 11.6 days; slower is a typo, not a throttle
 HELP = "stream patches from the continuum model to a spool directory or to selector ranks (MPI)"
 
 
@@ -50,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).continuum
     if args.patches < 0:
         raise ContinuumError(f"--patches: expected >= 0, got {args.patches}")
+    if args.batch_size < 1:
+        raise ContinuumError(f"--batch-size: expected >= 1, got {args.batch_size}")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate >= MIN_RATE):
+        raise ContinuumError(f"--rate: expected a finite rate >= {MIN_RATE} patches/s, "
+                             f"got {args.rate}")
+    if args.replica_offset < 0:
+        raise ContinuumError(f"--replica-offset: expected >= 0, got {args.replica_offset}")
     preset = args.preset or cfg.preset
     if args.mpi:
         from mummi_ml.continuum.coupler_mpi import split_mpmd

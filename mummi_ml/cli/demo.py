@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     _step("select --once", ["select", *common, *selector_sets, "--once",
                             "--state-dir", str(selector_dir), "--spool", str(spool),
                             "--weights", str(out / "importance_weights.json")])
-    _step("status", ["status", *common, str(selector_dir)])
+    _step("status", ["status", str(selector_dir)])
     print(
         f"mummi-ml demo: finished in {time.perf_counter() - started:.0f} s; "
         f"open {report / 'report.html'}; selector state in {selector_dir}",

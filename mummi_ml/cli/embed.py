@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 HELP = "embed patches with a trained metric: HDF5 patch files -> z.npy [N, d] float32"
+USES_CONFIG = False  # reads no configuration: no --config/--set
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,22 +41,43 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npy":
         raise MetricError(f"--out: expected a .npy file name, got {out.name!r}")
+    if out.is_dir():
+        raise MetricError(f"--out: {out} is a directory, expected a .npy file name")
+    if not out.parent.is_dir():
+        raise MetricError(f"--out: directory {out.parent} does not exist")
     metric = Metric.load(args.model, device=args.device)
     quiet = args.no_progress or not sys.stderr.isatty() or os.environ.get("CI") in ("1", "true")
     with PatchDataset([Path(p) for p in args.data]) as ds:
         n = len(ds)
-        tmp = out.with_name(out.name + ".tmp.npy")
-        z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                      shape=(n, metric.latent_dim))
-        pos = 0
-        with tqdm(total=n, unit="patch", desc="embed", disable=quiet, file=sys.stderr) as bar:
-            for batch in ds.iter_batches(args.batch_size):
-                z[pos : pos + len(batch)] = metric.embed(batch.x, args.batch_size)
-                pos += len(batch)
-                bar.update(len(batch))
-        z.flush()
-        del z
-        os.replace(tmp, out)
+        # a hidden name no "*.npy" glob matches; removed on any failure
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(n, metric.latent_dim))
+            pos = 0
+            with tqdm(total=n, unit="patch", desc="embed", disable=quiet,
+                      file=sys.stderr) as bar:
+                for batch in ds.iter_batches(args.batch_size):
+                    zb = metric.embed(batch.x, args.batch_size)
+                    bad = ~np.isfinite(zb).all(axis=1)
+                    if bad.any():
+                        i = int(np.flatnonzero(bad)[0])
+                        raise MetricError(
+                            f"patch {pos + i} (id {int(batch.ids[i])}): the model gives a "
+                            f"non-finite embedding ({int(bad.sum())} such patches in this batch); "
+                            "nothing written"
+                        )
+                    z[pos : pos + len(batch)] = zb
+                    pos += len(batch)
+                    bar.update(len(batch))
+            z.flush()
+            del z
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     print(f"mummi-ml embed: {n} patches -> {out} [{n}, {metric.latent_dim}] "
           f"(model {metric.version})", file=sys.stderr)
     return 0

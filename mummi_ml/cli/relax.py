@@ -10,6 +10,7 @@ the duration. Exit status 0 on success; 2 with a one-line error for a missing or
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "MD stand-in: evolve JOB_DIR/patch.h5 with the continuum dynamics, write JOB_DIR/result.h5"
@@ -44,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     job_dir = Path(args.job_dir)
     duration = cfg.jobs.duration_us if args.duration_us is None else args.duration_us
-    if not duration >= 0:
-        raise MummiMLError(f"--duration-us: expected >= 0 microseconds, got {duration}")
+    if not (math.isfinite(duration) and duration >= 0):
+        raise MummiMLError(f"--duration-us: expected a finite time >= 0 (us), got {duration}")
+    if args.seed is not None and not 0 <= args.seed < 2**62:
+        raise MummiMLError(f"--seed: expected 0 <= seed < 2**62, got {args.seed}")
     for name in (args.input, args.output):
         if Path(name).name != name:
             raise MummiMLError(f"--input/--output: expected a file name in JOB_DIR, got {name!r}")

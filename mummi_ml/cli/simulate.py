@@ -86,6 +86,19 @@ def run(args: argparse.Namespace) -> int:
         raise ContinuumError(f"--histories: expected >= 0, got {args.histories}")
     if args.replica_offset < 0:
         raise ContinuumError(f"--replica-offset: expected >= 0, got {args.replica_offset}")
+    if args.histories and cfg.n_ras == 0:
+        raise ContinuumError("--histories: need continuum.n_ras > 0 to follow proteins")
+    if args.plot_reference is not None and not Path(args.plot_reference).is_file():
+        raise ContinuumError(f"--plot-reference: not a regular file: {args.plot_reference}")
+    if args.plot is not None:  # before the work, not after it
+        plot_dir = Path(args.plot)
+        try:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ContinuumError(f"--plot: cannot create directory {args.plot} "
+                                 f"({exc.strerror or exc})") from None
+        if not os.access(plot_dir, os.W_OK):
+            raise ContinuumError(f"--plot: directory {args.plot} is not writable")
     comm = world_comm()
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     replica = args.replica_offset + rank

@@ -41,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from mummi_ml.parallel import init_distributed
 
     cfg = config_from_args(args)
+    # every argument is checked before the work (and before any progress line)
+    from mummi_ml.metric import MetricError
+    from mummi_ml.patch import PatchDataset
+
+    with PatchDataset([Path(p) for p in args.data]):  # opens (checks) every file, reads nothing
+        pass
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MetricError(f"--out: {args.out} exists and is not a directory")
     ctx = init_distributed(cfg.train.device, cfg.train.num_threads)
     try:
         if ctx.is_root:

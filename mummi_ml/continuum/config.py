@@ -233,7 +233,9 @@ class ContinuumConfig(StrictModel):
     preset: Literal["pre-campaign", "campaign"] = Field(
         "pre-campaign", description="parameter preset; 'campaign' drifts over simulated time"
     )
-    seed: int = Field(0, description="base seed; each replica (rank) adds its replica id")
+    seed: int = Field(
+        0, ge=0, lt=2**63, description="base seed; each replica (rank) adds its replica id"
+    )
     domain_pixels: int = Field(
         256,
         ge=37,
@@ -265,6 +267,17 @@ class ContinuumConfig(StrictModel):
     histories: HistoryConfig = Field(default_factory=HistoryConfig)
 
     @model_validator(mode="after")
+    def _fits_in_memory(self) -> ContinuumConfig:
+        need = estimated_bytes(self)
+        have = _physical_memory_bytes()
+        if have and need > have:
+            raise ValueError(
+                f"n_ras={self.n_ras}, domain_pixels={self.domain_pixels}: the model needs about "
+                f"{need / 2**30:.3g} GiB, more than this machine's {have / 2**30:.3g} GiB"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _frames_are_whole_steps(self) -> ContinuumConfig:
         steps = self.frame_interval_us / self.dt_us
         if steps < 1 - 1e-9 or abs(steps - round(steps)) > 1e-6:
@@ -273,3 +286,22 @@ class ContinuumConfig(StrictModel):
                 f"got {self.frame_interval_us}"
             )
         return self
+
+
+def estimated_bytes(cfg: ContinuumConfig) -> int:
+    """A lower bound on the memory one replica of the model needs (bytes): the 14 lipid fields
+    and their spectral work arrays (float64/complex128 [P, P], about 16 copies), and the protein
+    pair arrays (float64 [n_ras, n_ras], about 4)."""
+    grid = 16 * 14 * 8 * cfg.domain_pixels**2
+    pairs = 4 * 8 * cfg.n_ras**2
+    return grid + pairs
+
+
+def _physical_memory_bytes() -> int:
+    """This machine's physical memory (bytes), or 0 if the OS does not say."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -117,7 +117,15 @@ class PatchSimulation:
         )
 
     def frames(self) -> Iterator[PatchBatch]:
-        """Endless frames: equilibrate, then every ``frame_interval_us`` the frame's patches."""
+        """Endless frames: equilibrate, then every ``frame_interval_us`` the frame's patches.
+
+        Raises:
+            ContinuumError: a frame would hold no patch (no RAS and no control patches), so a
+                caller waiting for patches would wait forever.
+        """
+        if self.cfg.n_ras == 0 and self.cfg.control_patches_per_frame == 0:
+            raise ContinuumError("continuum.n_ras and continuum.control_patches_per_frame are "
+                                 "both 0: frames hold no patches")
         self.equilibrate()
         while True:
             self.model.step(self.steps_per_frame)

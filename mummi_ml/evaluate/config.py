@@ -32,7 +32,7 @@ class SweepConfig(StrictModel):
         "grid", description="'grid': every combination of the values; 'random': n_samples of them"
     )
     n_samples: int = Field(8, ge=1, description="combinations drawn in random mode (count)")
-    seed: int = Field(0, description="seed of the random draw")
+    seed: int = Field(0, ge=0, lt=2**63, description="seed of the random draw")
     parameters: dict[str, list[int | float]] = Field(
         default_factory=dict,
         description="values to try per dotted config key, e.g. {'model.latent_dim': [5, 9, 16], "
@@ -73,7 +73,9 @@ class EvaluateConfig(StrictModel):
     n_points: int = Field(
         30000, ge=2, description="held-out patches evaluated (count; paper: 30,000)"
     )
-    seed: int = Field(0, description="seed of the evaluation subset and of t-SNE")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="seed of the evaluation subset and of t-SNE"
+    )
     baselines: bool = Field(
         True, description="also evaluate l2 on images, on mean concentrations mu and on Upsilon"
     )

@@ -34,10 +34,14 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    _plt().close(fig)
-    os.replace(tmp, path)
+    # hidden, and not *.png: a glob of final names never matches it; removed on failure
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        _plt().close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 

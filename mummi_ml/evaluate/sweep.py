@@ -361,8 +361,11 @@ def plot_parallel_coordinates(rows: list[dict], best: int, path: Path) -> Path:
     ax.set(yticks=[], ylim=(-0.15, 1.12), title=f"{len(rows)} models (dashed red: ablations)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # no *.png glob matches it
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,8 +16,9 @@ class ModelConfig(StrictModel):
     """The encoder (paper appendix A.2) and the features it is trained against."""
 
     latent_dim: int = Field(9, ge=1, le=1024, description="dimension d of the metric space z")
-    profile_channels: list[int] = Field(
+    profile_channels: list[Annotated[int, Field(ge=0, le=13)]] = Field(
         default_factory=lambda: list(range(8)),
+        min_length=1,
         description="lipid channel indices used for the radial profiles Upsilon (0-13)",
     )
     transform_group: Literal["paper", "dihedral"] = Field(
@@ -95,7 +96,9 @@ class TrainConfig(StrictModel):
     split_by: Literal["patch", "replica"] = Field(
         "patch", description="unit of the train/val split: single patches or whole replicas"
     )
-    seed: int = Field(0, description="seed of every random generator of the run")
+    seed: int = Field(
+        0, ge=0, lt=2**63, description="seed of every random generator of the run"
+    )
     num_threads: int = Field(
         0, ge=0, description="torch CPU threads per rank (0: the node's cores / ranks on it)"
     )

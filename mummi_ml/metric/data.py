@@ -73,9 +73,13 @@ class Batch:
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # no *.npy glob matches it
+    try:
+        with open(tmp, "wb") as fh:  # a file object: np.save adds no ".npy"
+            np.save(fh, arr)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class TrainingData:

@@ -102,6 +102,25 @@ def write_model_dir(
     return out_dir
 
 
+def _usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device that exists here, or MetricError naming it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise MetricError(
+            f"device: expected cpu, cuda or cuda:K, got {str(device)[:60]!r}"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise MetricError(f"device {str(device)!r}: no CUDA device on this machine")
+        if dev.index is not None and dev.index >= n:
+            raise MetricError(f"device {str(device)!r}: only {n} CUDA device(s) here")
+    elif dev.type != "cpu":
+        raise MetricError(f"device: expected cpu, cuda or cuda:K, got {str(device)[:60]!r}")
+    return dev
+
+
 class Metric:
     """A trained metric: embeds raw patches into R^d.
 
@@ -162,11 +181,15 @@ class Metric:
             encoder.load_state_dict(state)
         except RuntimeError as exc:
             raise MetricError(f"{w_path}: weights do not match the config ({exc})") from None
-        if device is None:
-            dev = best_device()
-        else:
-            dev = torch.device(device)
-        return cls(encoder, meta, path, dev)
+        dev = best_device() if device is None else _usable_device(device)
+        try:
+            metric = cls(encoder, meta, path, dev)
+            if metric.latent_dim != model_cfg.latent_dim or len(metric.stats.mean) != 14:
+                raise ValueError("latent_dim or standardisation disagree with the weights")
+            return metric
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MetricError(f"{meta_path}: malformed ({type(exc).__name__}: "
+                              f"{str(exc)[:120]})") from None
 
     @torch.inference_mode()
     def embed(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:

@@ -270,6 +270,11 @@ class PatchFile:
         except PatchFileError:
             self._file.close()
             raise
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:  # h5py on broken metadata
+            self._file.close()
+            raise PatchFileError(
+                f"{self.path}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
+            ) from None
 
     def _check_storage(self) -> None:
         """Refuse links and datasets whose bytes live outside this file (before any read)."""
@@ -377,7 +382,7 @@ class PatchFile:
         ds = self._file[_DATASETS[name][0]]
         try:
             return ds[sel]
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise PatchFileError(f"{self.path}: cannot read {name!r} ({exc})") from None
 
     def _read_slice(self, start: int, stop: int) -> PatchBatch:

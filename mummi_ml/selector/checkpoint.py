@@ -113,9 +113,14 @@ def _complete(ckpt: Path) -> dict | None:
         man = json.loads((ckpt / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if man.get("schema") != SCHEMA:
+    if not isinstance(man, dict) or man.get("schema") != SCHEMA:
         return None
-    n = int(man.get("n_ranks", 0))
+    try:  # valid JSON of the wrong shape is corruption, not a torn write: say so
+        n = int(man.get("n_ranks", 0))
+        man["version"] = int(man["version"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt / 'manifest.json'}: malformed manifest (n_ranks and "
+                              "version must be integers)") from None
     need = [ckpt / f"rank-{r:05d}.h5" for r in range(n)] + [ckpt / "selected.h5"]
     return man if n > 0 and all(p.exists() for p in need) else None
 
