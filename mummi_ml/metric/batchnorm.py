@@ -35,28 +35,35 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if x.dim() not in (2, 4):
             raise ValueError(f"GlobalBatchNorm: expected a 2-D or 4-D input, got {x.dim()}-D")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+        """Normalise ``x`` ``[N, C]`` or ``[N, C, H, W]`` (any strides; channels-last is fastest).
+
+        ``repeats``: the batch stands for ``repeats`` pixel permutations of itself (the encoder
+        normalises the patches before forming their views): the statistics are the same, only the
+        count in the running variance's Bessel correction is ``repeats`` times larger.
+        """
         self._check_input_dim(x)
         if not self.training:
             return F.batch_norm(
                 x, self.running_mean, self.running_var, self.weight, self.bias,
                 False, self.momentum, self.eps,
             )
-        dims = [0] if x.dim() == 2 else [0, 2, 3]
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        n_local = x.numel() // x.shape[1]
-        stats = torch.cat(
-            [x.sum(dim=dims), x.new_tensor([float(n_local)])]
-        )  # [C + 1]
+        c = x.shape[1]
+        x4 = x.dim() == 4
+        # rows of C values: a free view for [N, C] and channels-last [N, C, H, W]
+        x2 = x.permute(0, 2, 3, 1).reshape(-1, c) if x4 else x
+        stats = torch.cat([x2.sum(dim=0), x2.new_tensor([float(x2.shape[0])])])  # [C + 1]
         stats = all_reduce_sum_with_grad(stats)
         n = stats[-1].detach()
         mean = stats[:-1] / n  # [C]
-        sq = all_reduce_sum_with_grad(((x - mean.view(shape)) ** 2).sum(dim=dims))
-        var = sq / n  # biased, as used for normalisation
+        xc = x2 - mean
+        var = all_reduce_sum_with_grad((xc * xc).sum(dim=0)) / n  # biased, for normalisation
         with torch.no_grad():
             self.num_batches_tracked += 1
             m = self.momentum
+            nr = n * repeats
             self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(var.detach() * (n / max(float(n) - 1, 1.0)), alpha=m)
-        xhat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return xhat * self.weight.view(shape) + self.bias.view(shape)
+            self.running_var.mul_(1 - m).add_(var.detach() * (nr / max(float(nr) - 1, 1.0)),
+                                              alpha=m)
+        y = torch.addcmul(self.bias, xc, self.weight * torch.rsqrt(var + self.eps))  # [R, C]
+        return y.reshape(x.shape[0], x.shape[2], x.shape[3], c).permute(0, 3, 1, 2) if x4 else y
