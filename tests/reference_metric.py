@@ -11,7 +11,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from mummi_ml.metric.transforms import pixel_permutations
+from mummi_ml.metric.transforms import apply_transform, pixel_permutations
+from mummi_ml.patch import TRANSFORM_GROUPS
 from mummi_ml.patch.constants import N_CHANNELS, PATCH_SIZE
 
 EPS = 1e-12
@@ -191,6 +192,28 @@ def forward_views(enc: nn.Module, x: torch.Tensor, group: str = "paper") -> torc
     return _rest(enc, v).reshape(n, k, -1)
 
 
+def views_of(x: torch.Tensor, group: str) -> torch.Tensor:
+    """``[N, 37, 37, C]`` -> ``[N, 1 + T, 37, 37, C]``: each patch then its transformations."""
+    return torch.stack([x] + [apply_transform(x, t) for t in TRANSFORM_GROUPS[group]], 1)
+
+
+def views_before_bn4(enc: nn.Module, x: torch.Tensor, group: str) -> torch.Tensor:
+    """Brute force: every view of every patch, explicitly transformed, through the layers up
+    to the Dense output (before BatchNorm 4), statistics over all views: ``[N, 1 + T, d]``."""
+    xs = views_of(x, group)
+    h = _first_stage(enc, xs.reshape(-1, *x.shape[1:]))
+    h = _batch_norm_train(enc.bn1, h.permute(0, 3, 1, 2).contiguous())
+    h = _batch_norm_train(enc.bn2, torch.relu(enc.conv2(h)))
+    h = _batch_norm_train(enc.bn3, torch.relu(enc.conv3(h)))
+    return enc.dense(h.permute(0, 2, 3, 1).flatten(1)).reshape(len(x), xs.shape[1], -1)
+
+
+def group_forward(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Brute-force training-mode group model: mean over the 8 explicitly transformed views of
+    the Dense output, then BatchNorm 4 over the patches: ``[N, d]``."""
+    return _batch_norm_train(enc.bn4, views_before_bn4(enc, x, "dihedral").mean(1))
+
+
 def forward(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The training-mode ``Encoder.forward`` as it was: ``[N, 37, 37, 14]`` -> ``[N, d]``."""
     h = _first_stage(enc, x)
@@ -198,4 +221,5 @@ def forward(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["pairwise_distances", "invariance_loss", "label_loss", "radial_loss", "metric_loss",
-           "forward_views", "forward"]
+           "forward_views", "forward", "group_forward", "views_before_bn4",
+           "views_of"]
