@@ -11,6 +11,8 @@ Prints a short table and then one JSON object (the last line of stdout). Figures
 - ``train_profile`` / ``embed_profile``: share of CPU time of the top operators (torch profiler);
 - ``*_per_cpu_s_1thread``: the same per CPU-second of the process (one thread: the rate an idle
   core would give; a lower bound on the wall-clock rates when the machine is shared);
+- ``group_*``: the same figures for the group model (``model.invariance: group``: 8 views per
+  patch in training and embedding, loss without L_inv, as that model is trained);
 - ``gpu``: the same figures on ``cuda:0`` if a GPU is present, else "not measured: no GPU lent".
 
 Every figure is the median of ``--repeats`` timed runs after a warm-up. Usage:
@@ -48,9 +50,17 @@ def make_data(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def _trainer(data: Path, out: Path, ctx, device: str) -> Trainer:
+def _configs(invariance: str) -> tuple[ModelConfig, LossConfig]:
+    """The paper's model and loss, or the group model trained without L_inv."""
+    if invariance == "group":
+        return ModelConfig(invariance="group"), LossConfig(w_inv=0.0)
+    return ModelConfig(), LossConfig()
+
+
+def _trainer(data: Path, out: Path, ctx, device: str, invariance: str = "learned") -> Trainer:
     cfg = TrainConfig(epochs=1, batch_size=BATCH, device=device, num_threads=0)
-    tr = Trainer(ModelConfig(), LossConfig(), cfg, [data], out, ctx, progress=False)
+    model_cfg, loss_cfg = _configs(invariance)
+    tr = Trainer(model_cfg, loss_cfg, cfg, [data], out, ctx, progress=False)
     tr._setup(resume=False)
     return tr
 
@@ -93,18 +103,20 @@ def worker(args: argparse.Namespace) -> None:
     from mummi_ml.parallel import init_distributed
 
     ctx = init_distributed("cpu", 1)
-    tr = _trainer(Path(args.data), Path(args.out), ctx, "cpu")
+    tr = _trainer(Path(args.data), Path(args.out), ctx, "cpu", args.invariance)
     rates = time_training(tr, args.steps, args.repeats)
     if ctx.is_root:
         print("RATES", json.dumps(rates), flush=True)
     ctx.close()
 
 
-def model_dir(tmp: Path, device: str) -> Metric:
-    enc = build_encoder(ModelConfig()).eval()
+def model_dir(tmp: Path, device: str, invariance: str = "learned") -> Metric:
+    model_cfg, loss_cfg = _configs(invariance)
+    enc = build_encoder(model_cfg).eval()
     stats = ChannelStats(mean=np.ones(14), std=np.full(14, 0.7), count=1)
-    write_model_dir(tmp / "model", enc, stats, ModelConfig(), LossConfig(), TrainConfig(), "bench")
-    return Metric.load(tmp / "model", device=device)
+    out = tmp / f"model-{invariance}"
+    write_model_dir(out, enc, stats, model_cfg, loss_cfg, TrainConfig(), "bench")
+    return Metric.load(out, device=device)
 
 
 def time_embedding(m: Metric, x: np.ndarray, repeats: int, cpu: list | None = None) -> list[float]:
@@ -127,6 +139,9 @@ def main() -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--invariance", default="learned", help=argparse.SUPPRESS)
+    p.add_argument("--models", default="learned,group",
+                   help="comma-separated models to measure: learned (the paper's), group")
     args = p.parse_args()
     if args.worker:
         worker(args)
@@ -140,41 +155,46 @@ def main() -> None:
         tmp = Path(tmpdir)
         data = make_data(tmp / "data.h5", BATCH * (args.steps + 2) + 200)
         ctx = init_distributed("cpu", 1)
-        tr = _trainer(data, tmp / "run1", ctx, "cpu")
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            cpu: list[float] = []
-            res[f"train_samples_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
-                statistics.median(time_training(tr, args.steps, args.repeats, cpu))
-            )
-            if threads == 1:
-                res["train_samples_per_cpu_s_1thread"] = statistics.median(cpu)
-        b = next(tr.data.batches(0))
-        res["train_profile"] = profile_top(lambda: tr.train_step(b))
-        # 2 ranks x 1 thread
-        exe = Path(sys.executable).parent / "mpiexec"
-        cmd = [str(exe if exe.exists() else "mpiexec"), "-n", "2", sys.executable, __file__,
-               "--worker", "--data", str(data), "--out", str(tmp / "run2"),
-               "--steps", str(args.steps), "--repeats", str(args.repeats)]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-        rates = [json.loads(line.split("RATES ", 1)[1]) for line in proc.stdout.splitlines()
-                 if line.startswith("RATES ")]
-        res["train_samples_per_s_2ranks_1thread"] = (
-            statistics.median(rates[0]) if rates else f"failed: {proc.stderr[-300:]}"
-        )
-        # embedding
         x = np.random.default_rng(1).gamma(2.0, 0.5, (args.embed, 37, 37, 14)).astype(np.float32)
-        m = model_dir(tmp, "cpu")
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            cpu = []
-            res[f"embed_patches_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
-                statistics.median(time_embedding(m, x, args.repeats, cpu))
+        for model in args.models.split(","):
+            pre = "" if model == "learned" else f"{model}_"
+            tr = _trainer(data, tmp / f"run1-{model}", ctx, "cpu", model)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                cpu: list[float] = []
+                res[f"{pre}train_samples_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
+                    statistics.median(time_training(tr, args.steps, args.repeats, cpu))
+                )
+                if threads == 1:
+                    res[f"{pre}train_samples_per_cpu_s_1thread"] = statistics.median(cpu)
+            b = next(tr.data.batches(0))
+            torch.set_num_threads(1)
+            res[f"{pre}train_profile"] = profile_top(lambda tr=tr, b=b: tr.train_step(b), 10)
+            # 2 ranks x 1 thread
+            exe = Path(sys.executable).parent / "mpiexec"
+            cmd = [str(exe if exe.exists() else "mpiexec"), "-n", "2", sys.executable, __file__,
+                   "--worker", "--data", str(data), "--out", str(tmp / f"run2-{model}"),
+                   "--steps", str(args.steps), "--repeats", str(args.repeats),
+                   "--invariance", model]
+            env = dict(os.environ, OMP_NUM_THREADS="1")
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+            rates = [json.loads(line.split("RATES ", 1)[1]) for line in proc.stdout.splitlines()
+                     if line.startswith("RATES ")]
+            res[f"{pre}train_samples_per_s_2ranks_1thread"] = (
+                statistics.median(rates[0]) if rates else f"failed: {proc.stderr[-300:]}"
             )
-            if threads == 1:
-                res["embed_patches_per_cpu_s_1thread"] = statistics.median(cpu)
-        res["embed_profile"] = profile_top(lambda: m.embed(x[:4096]))
+            # embedding
+            m = model_dir(tmp, "cpu", model)
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                cpu = []
+                res[f"{pre}embed_patches_per_s_{threads}thread{'s' if threads > 1 else ''}"] = (
+                    statistics.median(time_embedding(m, x, args.repeats, cpu))
+                )
+                if threads == 1:
+                    res[f"{pre}embed_patches_per_cpu_s_1thread"] = statistics.median(cpu)
+            torch.set_num_threads(1)
+            res[f"{pre}embed_profile"] = profile_top(lambda m=m: m.embed(x[:4096]))
         if torch.cuda.is_available():
             from mummi_ml.parallel import local_context
 

@@ -189,6 +189,12 @@ def test_evaluate_command_writes_metrics_figures_and_a_self_contained_report(
     assert all(0 <= r["auc"] <= 1 and 0 <= r["overlap_percent"] <= 100 for r in metrics["table"])
     assert metrics["campaign"]["table"][-1]["n_points"] == 40
     assert math.isfinite(metrics["time"]["fit"]["diffusive_us"])
+    for fit in (metrics["time"]["fit"], metrics["time"]["ground_truth"]["fit"]):
+        # a time inside the sampled range, or none with the reason
+        if fit["determined"]:
+            assert fit["t_min_us"] <= fit["tau_us"] <= fit["t_max_us"]
+        else:
+            assert fit["tau_us"] is None and fit["reason"]
     assert metrics["space"]["n_pairs"] > 0
     html = (out / "report.html").read_text()
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -204,6 +210,7 @@ def test_evaluate_command_writes_metrics_figures_and_a_self_contained_report(
     assert html.count("data:image/png;base64,") == len(pngs)
     assert html.count("<figcaption>") == len(pngs)
     assert "http://" not in html and "https://" not in html
+    assert "<h2>Time</h2>" in html and "ground truth" in html
     assert "| Our metric |" in (out / "table.md").read_text()
 
 

@@ -44,7 +44,9 @@ from mummi_ml.evaluate.representations import (
 from mummi_ml.evaluate.spacetime import (
     BinnedCurve,
     DecorrelationFit,
+    TimeComparison,
     centre_distance_curve,
+    compare_times,
     diffusive_decorrelation_time,
     fit_decorrelation,
     time_difference_curve,
@@ -65,6 +67,8 @@ __all__ = [
     "SWEEP_PARAMETERS",
     "BinnedCurve",
     "DecorrelationFit",
+    "TimeComparison",
+    "compare_times",
     "EvaluateConfig",
     "EvaluationError",
     "Figure",

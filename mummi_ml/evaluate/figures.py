@@ -14,6 +14,7 @@ from mummi_ml.evaluate.spacetime import BinnedCurve, DecorrelationFit
 
 __all__ = [
     "plot_tsne",
+    "time_panel",
     "plot_distance_histograms",
     "plot_pair_density",
     "plot_pr_curves",
@@ -181,29 +182,43 @@ def plot_pr_curves(pr: PRCurve, class_names: dict[int, str], path) -> Path:
     return _save(fig, path)
 
 
-def plot_time_curve(curve: BinnedCurve, fit: DecorrelationFit, path) -> Path:
-    """d_z against time difference within histories (mean ± std), the saturating fit, the
-    fitted and the diffusive decorrelation times."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+def time_panel(ax, curve: BinnedCurve, fit: DecorrelationFit, label: str) -> None:
+    """One distance-against-time panel; the x axis spans the sampled time differences only."""
     ax.plot(curve.x, curve.mean, "o-", ms=3, label="mean")
     ax.fill_between(
         curve.x, curve.mean - curve.std, curve.mean + curve.std, alpha=0.25, label="mean ± std"
     )
-    if fit.ok:
-        t = np.linspace(0, curve.x.max(), 200)
-        ax.plot(
-            t,
-            fit.a + fit.b * (1 - np.exp(-t / fit.tau_us)),
-            "k--",
-            label=f"fit, tau = {fit.tau_us:.3g} us",
-        )
+    t_max = float(curve.x.max()) if len(curve.x) else 1.0
+    if fit.determined and None not in (fit.a, fit.b, fit.tau_us):  # tau within the data
+        t = np.linspace(0, t_max, 200)
+        ax.plot(t, fit.a + fit.b * (1 - np.exp(-t / fit.tau_us)), "k--",
+                label=f"fit, tau = {fit.tau_us:.3g} us")
         ax.axvline(fit.tau_us, color="k", ls=":")
-    ax.axvline(
-        fit.diffusive_us, color="r", ls="--", label=f"L²/(D(2π)²) = {fit.diffusive_us:.3g} us"
-    )
-    ax.set(xlabel="time difference (us)", ylabel="d_z", title="one protein's history")
+    if fit.diffusive_us <= t_max:
+        ax.axvline(fit.diffusive_us, color="r", ls="--",
+                   label=f"L²/(D(2π)²) = {fit.diffusive_us:.3g} us")
+    title = label if fit.determined else f"{label}: time not determined"
+    ax.set(xlabel="time difference (us)", ylabel=label, title=title, xlim=(0, 1.02 * t_max))
     ax.legend(fontsize=7)
+
+
+def plot_time_curve(
+    curve: BinnedCurve,
+    fit: DecorrelationFit,
+    path,
+    truth: BinnedCurve | None = None,
+    truth_fit: DecorrelationFit | None = None,
+) -> Path:
+    """d_z against the time difference within histories (mean ± std) with its saturating fit,
+    and beside it the same for the patches' own distance d_x (ground truth) when given. A fit
+    whose time is not determined is not drawn; the axes never extend beyond the sampled time
+    differences (the diffusive estimate is marked only when it lies within them)."""
+    plt = _plt()
+    panels = [(curve, fit, "d_z")] + ([(truth, truth_fit, "d_x")] if truth is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (c, f, label) in zip(axes[0], panels, strict=True):
+        time_panel(ax, c, f, label)
+    fig.suptitle("one protein's history", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figure", "markdown_tables_to_html", "write_report"]
+__all__ = ["Figure", "markdown_tables_to_html", "write_report", "time_section_html"]
 
 _CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px}
@@ -25,6 +25,35 @@ class Figure:
 
     path: Path
     caption: str
+
+
+def _tau_text(fit: dict) -> str:
+    if fit.get("determined") and fit.get("tau_us") is not None:
+        return f"{fit['tau_us']:.3g} us"
+    return f"not determined ({html.escape(str(fit.get('reason') or 'no fit'))})"
+
+
+def time_section_html(time_info: dict) -> str:
+    """The report's time analysis: the metric's and the patches' own decorrelation times, their
+    ratio and the diffusive estimate; a time that is not determined says so and why."""
+    fit = time_info.get("fit", {})
+    gt = time_info.get("ground_truth", {}).get("fit")
+    diffusive = time_info.get("diffusive_us", fit.get("diffusive_us"))
+    rows = [f"<li>metric (d_z): {_tau_text(fit)}</li>"]
+    if gt is not None:
+        rows.append(f"<li>patches themselves (d_x, ground truth): {_tau_text(gt)}</li>")
+        ratio = time_info.get("ratio_to_ground_truth")
+        rows.append(
+            f"<li>ratio d_z / d_x: {ratio:.2f}</li>" if ratio is not None else
+            f"<li>ratio d_z / d_x: not determined "
+            f"({html.escape(str(time_info.get('ratio_reason', '')))})</li>"
+        )
+    if diffusive is not None:
+        rows.append(f"<li>analytic diffusive estimate L²/(D(2π)²): {diffusive:.3g} us (the "
+                    "synthetic fields need not follow it)</li>")
+    return ("<h2>Time</h2><p>Decorrelation times from the histories, each a fit of "
+            "a + b(1 - exp(-t/tau)) to the mean distance between two patches of one protein's "
+            "history against the time between them:</p><ul>" + "".join(rows) + "</ul>")
 
 
 def markdown_tables_to_html(md: str) -> str:
@@ -79,12 +108,9 @@ def write_report(
     ]
     for note in metrics.get("notes", []):
         parts.append(f"<p><i>{html.escape(note)}</i></p>")
-    t = metrics.get("time", {}).get("fit")
-    if t:
-        parts.append(
-            f"<p>Decorrelation time from the histories: {t['tau_us']:.3g} us "
-            f"(diffusive estimate {t['diffusive_us']:.3g} us, ratio {t['ratio']:.2f}).</p>"
-        )
+    time_info = metrics.get("time")
+    if time_info:
+        parts.append(time_section_html(time_info))
     parts.append("<h2>Figures</h2>")
     for i, fig in enumerate(figures, 1):
         data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")

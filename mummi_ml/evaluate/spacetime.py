@@ -1,9 +1,13 @@
 """The metric against time and space (the paper's Figure 7).
 
 * Time: within one protein's dense history, d_z between two patches against the time between
-  them; mean and std per time difference; a saturating fit d(t) = a + b (1 - exp(-t / tau))
-  whose tau is compared with the diffusive decorrelation time L^2 / (D (2 pi)^2) (about 0.53 us
-  for L = 30 nm, D = 43.36 nm^2/us).
+  them; mean and std per time difference; a saturating fit d(t) = a + b (1 - exp(-t / tau)).
+  The same curve and fit of the patches' own distance (l2 of the standardised images, d_x)
+  give the ground-truth decorrelation time; both are reported with their ratio, next to the
+  analytic diffusive estimate L^2 / (D (2 pi)^2) (about 0.53 us for L = 30 nm,
+  D = 43.36 nm^2/us), which the synthetic fields need not obey. A fit that does not converge,
+  or whose time lies outside the sampled time differences, is "not determined", with the
+  reason (:class:`DecorrelationFit`).
 * Space: patches saved at the same time of the same simulation, d_z against the distance between
   their centres (minimum image on the periodic domain when its size is known); expected:
   correlated below half a patch (15 nm), flat beyond.
@@ -24,6 +28,8 @@ __all__ = [
     "DecorrelationFit",
     "time_difference_curve",
     "fit_decorrelation",
+    "TimeComparison",
+    "compare_times",
     "centre_distance_curve",
 ]
 
@@ -50,18 +56,67 @@ class BinnedCurve:
 
 @dataclass(frozen=True)
 class DecorrelationFit:
-    """d(t) = a + b (1 - exp(-t / tau_us)); diffusive_us = L^2 / (D (2 pi)^2); ratio =
-    tau_us / diffusive_us; ok: the fit converged."""
+    """d(t) = a + b (1 - exp(-t / tau_us)) fitted to a mean curve.
 
-    a: float
-    b: float
-    tau_us: float
+    Attributes:
+        a, b: offset and amplitude (units of the distance); None unless converged.
+        tau_us: the decorrelation time (us); None unless ``determined``.
+        diffusive_us: the analytic estimate L^2 / (D (2 pi)^2) (us).
+        ratio: tau_us / diffusive_us; None unless ``determined``.
+        ok: the least-squares fit converged.
+        determined: converged, with a rising amplitude (b > 0) and tau within the sampled
+            time differences ``[t_min_us, t_max_us]``; a time outside them is an extrapolation,
+            never a result.
+        reason: why the time is not determined ("" when it is).
+        t_min_us, t_max_us: smallest positive and largest sampled time difference (us).
+    """
+
+    a: float | None
+    b: float | None
+    tau_us: float | None
     diffusive_us: float
-    ratio: float
+    ratio: float | None
     ok: bool
+    determined: bool = False
+    reason: str = ""
+    t_min_us: float | None = None
+    t_max_us: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self, unit: str = "us") -> str:
+        """``"0.41 us"`` or ``"not determined (reason)"``."""
+        if self.determined and self.tau_us is not None:
+            return f"{self.tau_us:.3g} {unit}"
+        return f"not determined ({self.reason})"
+
+
+@dataclass(frozen=True)
+class TimeComparison:
+    """The metric's decorrelation time against the patches' own (ground truth).
+
+    Attributes:
+        metric: fit of d_z(t).
+        ground_truth: fit of d_x(t), the l2 distance of the standardised patches.
+        ratio: metric tau / ground-truth tau; None unless both are determined.
+        reason: why the ratio is missing ("" when it is there).
+    """
+
+    metric: DecorrelationFit
+    ground_truth: DecorrelationFit
+    ratio: float | None
+    reason: str = ""
+
+
+def compare_times(metric: DecorrelationFit, ground_truth: DecorrelationFit) -> TimeComparison:
+    """Ratio of two fitted decorrelation times, or the reason there is none."""
+    missing = [name for name, f in (("d_z", metric), ("d_x", ground_truth)) if not f.determined]
+    if missing:
+        return TimeComparison(metric, ground_truth, None,
+                              f"{' and '.join(missing)} time not determined")
+    assert metric.tau_us is not None and ground_truth.tau_us is not None
+    return TimeComparison(metric, ground_truth, metric.tau_us / ground_truth.tau_us)
 
 
 def _group_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,12 +154,18 @@ def _bin_stats(key: np.ndarray, value: np.ndarray, edges: np.ndarray | None) -> 
 
 
 def time_difference_curve(
-    z: np.ndarray, protein_id: np.ndarray, time_us: np.ndarray, decimals: int = 6
+    z: np.ndarray,
+    protein_id: np.ndarray,
+    time_us: np.ndarray,
+    decimals: int = 6,
+    chunk_elements: int = 1 << 22,
 ) -> BinnedCurve:
-    """Mean/std of d_z over pairs of one history against their time difference (us).
+    """Mean/std of the l2 distance over pairs of one history against their time difference (us).
 
     Args:
-        z: embeddings [N, d] of history patches.
+        z: points [N, D] of history patches: embeddings, or flattened standardised patches
+            (pairs are processed in chunks of about ``chunk_elements`` values, so D may be
+            large).
         protein_id: history id per patch [N] (>= 0).
         time_us: time of each patch [N] (us); differences rounded to ``decimals``.
     """
@@ -117,22 +178,41 @@ def time_difference_curve(
     if len(i) == 0:
         raise EvaluationError("histories: no protein has two or more patches")
     dt = np.round(np.abs(time_us[i] - time_us[j]), decimals)
-    dz = np.linalg.norm(z[i].astype(np.float64) - z[j], axis=1)
+    z = z.reshape(len(z), -1)
+    step = max(1, chunk_elements // max(z.shape[1], 1))
+    dz = np.concatenate([
+        np.linalg.norm(z[i[k : k + step]].astype(np.float64) - z[j[k : k + step]], axis=1)
+        for k in range(0, len(i), step)
+    ])
     return _bin_stats(dt, dz, None)
 
 
 def fit_decorrelation(curve: BinnedCurve, diffusive_us: float) -> DecorrelationFit:
-    """Least-squares fit of a + b (1 - exp(-t / tau)) to the mean curve (weights: pair counts)."""
+    """Least-squares fit of a + b (1 - exp(-t / tau)) to the mean curve (weights: pair counts).
+
+    The time is *determined* only when the fit converges, the amplitude b is > 0 and tau lies
+    within the sampled time differences (smallest positive to largest); otherwise ``tau_us`` is
+    None and ``reason`` says why (a curve still rising at the largest time difference, or one
+    already flat at the smallest, has no measurable decorrelation time)."""
     from scipy.optimize import curve_fit
 
-    t, y = curve.x, curve.mean
-    if len(t) < 3:
-        return DecorrelationFit(math.nan, math.nan, math.nan, diffusive_us, math.nan, False)
+    t, y = np.asarray(curve.x, float), np.asarray(curve.mean, float)
+    pos = t[t > 0]
+    t_min = float(pos.min()) if len(pos) else None
+    t_max = float(t.max()) if len(t) else None
+
+    def undetermined(reason: str, a=None, b=None, ok=False) -> DecorrelationFit:
+        return DecorrelationFit(a, b, None, diffusive_us, None, ok, False, reason, t_min, t_max)
+
+    if len(pos) < 3:
+        return undetermined(f"{len(pos)} positive time differences, the fit needs 3")
+    if not np.all(np.isfinite(y)):
+        return undetermined("non-finite mean distances")
 
     def f(tt, a, b, tau):
         return a + b * (1.0 - np.exp(-tt / tau))
 
-    p0 = (float(y[0]), float(max(y.max() - y[0], 1e-6)), float(max(np.median(t), 1e-6)))
+    p0 = (float(y[0]), float(max(y.max() - y[0], 1e-6)), float(max(np.median(pos), 1e-9)))
     try:
         (a, b, tau), _ = curve_fit(
             f,
@@ -141,14 +221,25 @@ def fit_decorrelation(curve: BinnedCurve, diffusive_us: float) -> DecorrelationF
             p0=p0,
             sigma=1.0 / np.sqrt(curve.count),
             maxfev=20000,
-            bounds=([-np.inf, 0.0, 1e-9], [np.inf, np.inf, 1e3 * float(t.max())]),
+            bounds=([-np.inf, 0.0, 1e-9], [np.inf, np.inf, 1e3 * t_max]),
         )
-        ok = True
-    except (RuntimeError, ValueError):
-        a, b, tau, ok = math.nan, math.nan, math.nan, False
-    return DecorrelationFit(
-        float(a), float(b), float(tau), diffusive_us, float(tau) / diffusive_us, ok
-    )
+    except (RuntimeError, ValueError) as exc:
+        return undetermined(f"the least-squares fit did not converge ({str(exc)[:80]})")
+    a, b, tau = float(a), float(b), float(tau)
+    if not all(map(math.isfinite, (a, b, tau))):
+        return undetermined("the fit returned non-finite parameters")
+    if b <= 1e-12 * max(abs(a), 1.0):
+        return undetermined("no rise with time (fitted amplitude b = 0)", a, b, True)
+    if tau > t_max:
+        return undetermined(
+            f"fitted time {tau:.3g} us is beyond the largest sampled time difference "
+            f"{t_max:.3g} us (the curve has not levelled off)", a, b, True)
+    if tau < t_min:
+        return undetermined(
+            f"fitted time {tau:.3g} us is below the smallest sampled time difference "
+            f"{t_min:.3g} us (decorrelated before the first sample)", a, b, True)
+    return DecorrelationFit(a, b, tau, diffusive_us, tau / diffusive_us, True, True, "",
+                            t_min, t_max)
 
 
 def centre_distance_curve(

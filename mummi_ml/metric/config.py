@@ -26,6 +26,14 @@ class ModelConfig(StrictModel):
         description="invariance group: 'paper' = 3 rotations + 2 axis reflections; "
         "'dihedral' adds the two diagonal reflections",
     )
+    invariance: Literal["learned", "group"] = Field(
+        "learned",
+        description="'learned': the paper's encoder, invariance to the transformations learned "
+        "by L_inv; 'group': the mean over the 8 rotations/reflections of D4 of the encoder's "
+        "Dense output (before the last BatchNorm), invariant by construction "
+        "(d_z(x, rho(x)) = 0 up to rounding; L_inv may then have weight 0; ~8x the "
+        "convolution work per patch)",
+    )
     depth_multiplier: int = Field(
         6, ge=1, description="outputs per lipid channel of the depthwise 1x1 convolution (paper: 6)"
     )

@@ -44,6 +44,7 @@ def build_encoder(model_cfg: ModelConfig) -> Encoder:
         bn_momentum=model_cfg.bn_momentum,
         bn_eps=model_cfg.bn_eps,
         transform_group=model_cfg.transform_group,
+        invariance=model_cfg.invariance,
     )
 
 

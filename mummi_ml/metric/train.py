@@ -44,7 +44,7 @@ from mummi_ml.metric.signals import StopFlag
 from mummi_ml.parallel import DistContext, all_gather_with_grad, init_distributed
 from mummi_ml.patch import validate_files
 
-__all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS"]
+__all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS", "keep_freed_memory"]
 
 RESUME_FREE_KEYS = frozenset(
     {"epochs", "num_threads", "device", "cache_mb", "val_max_patches", "val_metric_patches",
@@ -91,6 +91,32 @@ def train_model(
     finally:
         if own:
             ctx.close()
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
+
+    A training step allocates and frees tensors of 10-30 MB; with glibc's defaults many of them
+    are fresh ``mmap`` pages whose first touch is a page fault (measured: ~10,000 faults and
+    ~20 ms of system time per step of the paper's batch, ~20% of the step). Raising the mmap
+    threshold to its 32 MiB maximum and the trim threshold keeps them in the heap. Process-wide
+    and harmless elsewhere (memory stays mapped until exit); a no-op returning False when the C
+    library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    ok = mallopt(m_mmap_threshold, 32 * 2**20) == 1
+    ok &= mallopt(m_trim_threshold, 2**30) == 1
+    ok &= mallopt(m_top_pad, 64 * 2**20) == 1
+    return bool(ok)
 
 
 class Trainer:
@@ -141,6 +167,7 @@ class Trainer:
 
     def _setup(self, resume: bool) -> None:
         ctx, cfg = self.ctx, self.cfg
+        keep_freed_memory()  # ~20% of a CPU step was page faults on fresh tensors
         if ctx.is_root:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         ctx.barrier()

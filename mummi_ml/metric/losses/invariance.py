@@ -6,7 +6,7 @@ import torch
 
 from mummi_ml.metric.losses.distances import pairwise_distances
 
-__all__ = ["invariance_loss"]
+__all__ = ["invariance_loss", "view_distances", "invariance_from_distances"]
 
 
 def invariance_loss(z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -30,9 +30,21 @@ def invariance_loss(z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     b, k, d = z.shape
     if b < 2 or k < 2:
         return z.sum() * 0.0
-    anchors = z[:, 0]  # [B, d]
-    d_all = pairwise_distances(anchors, z.reshape(b * k, d)).reshape(b, b, k)  # [B, B, 1+T]
-    own = torch.eye(b, dtype=torch.bool, device=z.device)  # [B, B]
-    d_pos = d_all[own][:, 1:].amax(dim=1)  # [B]
+    return invariance_from_distances(view_distances(z), alpha)
+
+
+def view_distances(z: torch.Tensor) -> torch.Tensor:
+    """``z [B, 1 + T, d]`` -> ``[B, B, 1 + T]``: distance of anchor i (view 0 of patch i) to
+    view v of patch j. ``[:, :, 0]`` is the anchors' own distance matrix (the label and radial
+    losses reuse it)."""
+    b, k, d = z.shape
+    return pairwise_distances(z[:, 0], z.reshape(b * k, d)).reshape(b, b, k)
+
+
+def invariance_from_distances(d_all: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """:func:`invariance_loss` from :func:`view_distances` ``[B, B, 1 + T]`` (B >= 2, T >= 1)."""
+    b = d_all.shape[0]
+    d_pos = d_all.diagonal(dim1=0, dim2=1)[1:].amax(dim=0)  # [B]: own views, no index_put
+    own = torch.eye(b, dtype=torch.bool, device=d_all.device)  # [B, B]
     d_neg = d_all.masked_fill(own[:, :, None], float("inf")).amin(dim=(1, 2))  # [B]
     return torch.relu(alpha + d_pos - d_neg).mean()

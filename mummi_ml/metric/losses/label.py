@@ -16,6 +16,7 @@ def label_loss(
     labels: torch.Tensor,
     alpha: float = 8.0,
     mining: Literal["batch_hard", "batch_all"] = "batch_hard",
+    dist: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Triplet loss over class labels.
 
@@ -30,6 +31,8 @@ def label_loss(
         labels: int ``[B]`` class of each patch.
         alpha: margin alpha_lab (units of d_z).
         mining: ``batch_hard`` or ``batch_all``.
+        dist: ``[B, B]`` pairwise distances of ``z`` when already computed (reused, not
+            recomputed; :func:`~mummi_ml.metric.losses.pairwise_distances` of ``z``).
 
     Returns:
         Scalar tensor; 0 (zero gradient) when no valid triplet exists (e.g. a single class).
@@ -41,7 +44,7 @@ def label_loss(
         )
     if mining not in ("batch_hard", "batch_all"):
         raise ValueError(f"label_loss: mining must be 'batch_hard' or 'batch_all', got {mining!r}")
-    dist = pairwise_distances(z)  # [B, B]
+    dist = pairwise_distances(z) if dist is None else dist  # [B, B]
     same = labels[:, None] == labels[None, :]  # [B, B]
     eye = torch.eye(len(labels), dtype=torch.bool, device=z.device)
     pos = same & ~eye
