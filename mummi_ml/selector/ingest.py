@@ -171,7 +171,7 @@ class Ingestor:
         s = self.engine.selected
         dk = self.nn.query(z, s.z)
         src, seg, rows = self.payloads.put(b)
-        self.pool.add(z, dk, ids=b.ids, classes=b.classes.astype(np.int8),
+        self.pool.add(z, dk, ids=b.ids, classes=self.engine.groups.classify_batch(b),
                       seen=np.full(len(b), len(s), np.int64), src=src, seg=seg, row=rows)
         self.counters["accepted"] += len(b)
         return len(b)

@@ -20,6 +20,7 @@ from mummi_ml.errors import MummiMLError, PatchFileError
 from mummi_ml.selector.collectives import allgather_rows, allreduce_max, bcast_int, rank_size
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.greedy import LazyGreedy
+from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
 from mummi_ml.selector.mpi_source import MpiSource
@@ -122,7 +123,7 @@ class SelectorService:
         self.ckpt_seq = st.next_seq if st else 0
         self._restored_covered = st.covered if st else []
         self.engine = LazyGreedy(self.pool, self.selected, self.comm, self.s.frontier_size,
-                                 self.s.class_quotas)
+                                 groups=SelectionGroups.from_config(self.s))
         root = self.state_dir / "payloads"
         next_seg = max([st.next_seg if st else 0] + [
             int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{self.rank:05d}").glob("seg-*.h5")
