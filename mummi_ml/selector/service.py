@@ -23,6 +23,7 @@ from mummi_ml.selector.greedy import LazyGreedy
 from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
+from mummi_ml.selector.live_weights import publish_weights
 from mummi_ml.selector.mpi_source import MpiSource
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.payloads import PayloadStore
@@ -257,6 +258,7 @@ class SelectorService:
         """Write a checkpoint of every rank's state (collective); then retire covered spool
         files and payload segments no longer referenced."""
         t = time.time()
+        publish_weights(self)  # before the payloads of picks may be deleted below
         save_checkpoint(self, self.ckpt_seq)
         if self.spool is not None:
             self.spool.retire(self._ingested_files)
