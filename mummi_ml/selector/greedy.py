@@ -136,6 +136,7 @@ class LazyGreedy:
         self.quotas = self.groups.queue_share
         self.stats = {"distances": 0, "lowered": 0, "rebuilt": 0, "active_peak": 0}
         self._active: ActiveSet | None = None
+        self._rand: dict[int, list] = {}
 
     # ---- local bookkeeping -------------------------------------------------------------------
     def _mode(self, m: int) -> int:
@@ -318,13 +319,15 @@ class LazyGreedy:
         ``_best_score`` (minus the key's top 53 bits, so that the largest wins) and
         ``_best_novelty`` (its exact novelty)."""
         p, m = self.pool, len(self.selected)
-        live = np.flatnonzero(self._alive & allowed[p.classes])
-        if len(live) == 0:
+        best: tuple[int, int, int] | None = None  # (key, id, pool index)
+        for g in np.flatnonzero(allowed):
+            head = self._random_head(int(g))
+            if head is not None and (best is None or head < best):
+                best = head
+        if best is None:
             return -1
-        keys = random_keys(p.ids[live], self.groups.seed)
-        ties = np.flatnonzero(keys == keys.min())
-        i = int(live[ties[np.argmin(p.ids[live[ties]])]])
-        self._best_score = -float(int(keys.min()) >> 11)
+        i = best[2]
+        self._best_score = -float(best[0] >> 11)
         self._best_pos = -1
         if m == 0:
             self._best_novelty = np.inf
@@ -339,6 +342,25 @@ class LazyGreedy:
             self._best_novelty = float(score(p.dk[i : i + 1], m)[0])
         return i
 
+    def _random_head(self, g: int) -> tuple[int, int, int] | None:
+        """(key, id, pool index) of group g's live candidate with the smallest random key
+        (ties: smallest id), or None. Each group's candidates are sorted by (key, id) once per
+        :meth:`select` call, when first needed; a pointer skips those picked since."""
+        p = self.pool
+        if g not in self._rand:
+            members = np.flatnonzero(self._alive & (p.classes == g))
+            keys = random_keys(p.ids[members], self.groups.seed)
+            order = np.lexsort((p.ids[members], keys))
+            self._rand[g] = [members[order], keys[order], 0]
+        rows, keys, ptr = self._rand[g]
+        while ptr < len(rows) and not self._alive[rows[ptr]]:
+            ptr += 1
+        self._rand[g][2] = ptr
+        if ptr == len(rows):
+            return None
+        i = int(rows[ptr])
+        return int(keys[ptr]), int(p.ids[i]), i
+
     # ---- the collective selection ---------------------------------------------------------------
     def select(self, k: int) -> list[Pick]:
         """Pick up to ``k`` patches over all ranks (fewer if the pools run dry). Collective.
@@ -349,6 +371,7 @@ class LazyGreedy:
         d = p.dim
         G = self.groups.n
         self._alive = np.ones(len(p), dtype=bool)
+        self._rand: dict[int, list] = {}  # group -> [rows by random key, keys, pointer]
         available = allreduce_sum(
             self.comm, np.bincount(p.classes.astype(np.int64), minlength=G)[:G]
         )
