@@ -100,3 +100,14 @@ def test_names_survive_the_payloads_of_emitted_picks(tmp_path, spool):
     again = SelectorService(make_config(tmp_path))  # restart: payloads of picks are gone
     again.checkpoint()
     assert read_weights(tmp_path / "state").names == names
+
+
+def test_a_restart_with_other_queues_is_refused(tmp_path, spool):
+    from mummi_ml.selector import CheckpointError
+
+    SelectorService(make_config(tmp_path)).run(once=True)
+    flat = load_config(None, [f"selector.state_dir={tmp_path / 'state'}",
+                              f"selector.spool_dir={tmp_path / 'spool'}",
+                              "selector.embedding=mean_concentrations"])
+    with pytest.raises(CheckpointError, match="selection groups"):
+        SelectorService(flat)

@@ -117,14 +117,16 @@ class SelectorService:
 
     def _restore(self) -> None:
         d, kk = self.emb.dim, self.kk
-        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm)
+        groups = SelectionGroups.from_config(self.s)
+        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm,
+                           list(groups.names))
         self.pool = st.pool if st else CandidatePool(d, kk)
         self.selected = st.selected if st else SelectedSet(d)
         self.accepted = st.accepted if st else IdSet()
         self.ckpt_seq = st.next_seq if st else 0
         self._restored_covered = st.covered if st else []
         self.engine = LazyGreedy(self.pool, self.selected, self.comm, self.s.frontier_size,
-                                 groups=SelectionGroups.from_config(self.s))
+                                 groups=groups)
         root = self.state_dir / "payloads"
         next_seg = max([st.next_seg if st else 0] + [
             int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{self.rank:05d}").glob("seg-*.h5")
