@@ -61,7 +61,7 @@ def test_empty_command_is_rejected():
 
 
 def test_unknown_backend_is_rejected_with_the_choices():
-    with pytest.raises(ConfigError, match="'local', 'slurm' or 'flux'"):
+    with pytest.raises(ConfigError, match="'local', 'slurm', 'flux' or 'handoff'"):
         load_config(None, ["jobs.backend=pbs"])
 
 

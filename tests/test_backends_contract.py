@@ -1,9 +1,12 @@
-"""One contract every job backend fulfils, run over local, Slurm and Flux.
+"""One contract every job backend fulfils, run over local, Slurm, Flux and handoff.
 
 Slurm runs against a real cluster (``bash .ci/setup-slurm.sh`` makes a single-node one); Flux
 against a real instance that the ``flux_instance`` fixture starts (``flux start``, flux-core from
 ``bash .ci/build-flux.sh``). A backend that is not installed or not reachable here is skipped
-with the reason.
+with the reason. The handoff backend hands jobs to a workflow manager
+instead of running them: here a real consumer (``tests/handoff_runner.py``, the public consumer
+API) runs each handed-over command and acknowledges it, so "runs" means "handed over, launched
+by the consumer, acknowledged with its outcome".
 """
 
 from __future__ import annotations
@@ -56,7 +59,14 @@ def backend(request, tmp_path) -> JobBackend:
     if reason:
         pytest.skip(f"{request.param} backend unavailable: {reason}")
     b = make_backend(JobsConfig(backend=request.param), tmp_path / "state")
+    runner = None
+    if request.param == "handoff":  # the workflow manager that launches what is handed over
+        from handoff_runner import HandoffRunner
+
+        runner = HandoffRunner(b.root).start()
     yield b
+    if runner is not None:
+        runner.stop()
     b.close()
 
 

@@ -45,7 +45,7 @@ def test_round_trip_keeps_patches_and_metadata(tmp_path, rng):
     assert_batches_equal(read_patches(tmp_path / "p.h5"), batch)
     with PatchFile(tmp_path / "p.h5") as f:
         assert f.attrs["preset"] == "campaign"
-        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        assert f.attrs["schema_version"] == 1  # no version-2 dataset: old readers read it
         assert f.attrs["n_patches"] == 70
         assert f.attrs["channel_names"][5] == "inner_PAPS"
 

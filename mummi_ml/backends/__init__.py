@@ -1,6 +1,7 @@
-"""MD job backends (local subprocesses, Slurm, Flux) and the job emitter with its write-ahead
-journal. ``make_backend(jobs_cfg, state_dir)`` picks a backend from the registry;
-``JobEmitter`` turns picked patches into jobs exactly once across crashes (see docs/jobs.md).
+"""MD job backends (local subprocesses, Slurm, Flux, handoff to a workflow manager) and the job
+emitter with its write-ahead journal. ``make_backend(jobs_cfg, state_dir)`` picks a backend from
+the registry; ``JobEmitter`` turns picked patches into jobs exactly once across crashes (see
+docs/jobs.md).
 """
 
 from mummi_ml.backends.base import (
@@ -16,6 +17,7 @@ from mummi_ml.backends.config import (
     COMMAND_PLACEHOLDERS,
     DEFAULT_COMMAND,
     FluxOptions,
+    HandoffOptions,
     JobsConfig,
     SlurmOptions,
 )
@@ -27,6 +29,13 @@ from mummi_ml.backends.emitter import (
     JobWaitTimeout,
 )
 from mummi_ml.backends.flux import FluxBackend
+from mummi_ml.backends.handoff import (
+    HandoffAck,
+    HandoffBackend,
+    HandoffConsumer,
+    HandoffError,
+    HandoffRecord,
+)
 from mummi_ml.backends.jobdir import JobDirError, JobDirs
 from mummi_ml.backends.journal import Journal, JournalError
 from mummi_ml.backends.local import LocalBackend
@@ -45,6 +54,12 @@ __all__ = [
     "EmitterError",
     "FluxBackend",
     "FluxOptions",
+    "HandoffAck",
+    "HandoffBackend",
+    "HandoffConsumer",
+    "HandoffError",
+    "HandoffOptions",
+    "HandoffRecord",
     "JobBackend",
     "JobDirError",
     "JobDirs",

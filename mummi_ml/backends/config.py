@@ -22,6 +22,7 @@ __all__ = [
     "FluxOptions",
     "FLUX_RESERVED_ATTRIBUTES",
     "fsd_seconds",
+    "HandoffOptions",
     "COMMAND_PLACEHOLDERS",
     "DEFAULT_COMMAND",
     "template_fields",
@@ -178,11 +179,23 @@ class FluxOptions(StrictModel):
         return self
 
 
+class HandoffOptions(StrictModel):
+    """Options of the ``handoff`` backend (picks handed to a workflow manager)."""
+
+    dir: str = Field(
+        "handoff",
+        description="handoff directory (outbox/, taken/, ack/, cancel/); relative paths are "
+        "under the service's state directory",
+    )
+
+
 class JobsConfig(StrictModel):
     """MD job emission: which backend, how many jobs at once, what each job runs."""
 
-    backend: Literal["local", "slurm", "flux"] = Field(
-        "local", description="job backend: local subprocesses, Slurm (sbatch) or Flux (flux-python)"
+    backend: Literal["local", "slurm", "flux", "handoff"] = Field(
+        "local",
+        description="job backend: local subprocesses, Slurm (sbatch), Flux (flux-python), or "
+        "handoff (picks handed to a workflow manager that launches them and acknowledges)",
     )
     slots: int = Field(2, ge=1, description="MD jobs running at once (MD capacity, jobs)")
     command: list[str] = Field(
@@ -221,6 +234,9 @@ class JobsConfig(StrictModel):
     )
     slurm: SlurmOptions = Field(default_factory=SlurmOptions, description="slurm backend options")
     flux: FluxOptions = Field(default_factory=FluxOptions, description="flux backend options")
+    handoff: HandoffOptions = Field(
+        default_factory=HandoffOptions, description="handoff backend options"
+    )
 
     @field_validator("command")
     @classmethod

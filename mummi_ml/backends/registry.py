@@ -7,6 +7,7 @@ from pathlib import Path
 from mummi_ml.backends.base import BackendError, JobBackend
 from mummi_ml.backends.config import JobsConfig
 from mummi_ml.backends.flux import FluxBackend
+from mummi_ml.backends.handoff import HandoffBackend
 from mummi_ml.backends.local import LocalBackend
 from mummi_ml.backends.slurm import SlurmBackend
 
@@ -17,6 +18,7 @@ BACKENDS: dict[str, type[JobBackend]] = {
     "local": LocalBackend,
     "slurm": SlurmBackend,
     "flux": FluxBackend,
+    "handoff": HandoffBackend,
 }
 
 

@@ -1,6 +1,7 @@
 """HDF5 patch files: the exchange format between every stage of mummi-ml.
 
-Layout (schema ``mummi-ml-patches``, version 1), readable with ``h5ls -v`` or HDFView:
+Layout (schema ``mummi-ml-patches``, version 2; version-1 files are read too), readable with
+``h5ls -v`` or HDFView:
 
 ========== ======================== ======== =====================================================
 dataset    shape                    dtype    meaning
@@ -12,7 +13,14 @@ replica    [N]                      int32    simulation / replica id
 time_us    [N]                      float64  simulation time (us)
 centre_nm  [N, 2]                   float32  patch centre (x, y) in the domain (nm)
 protein_id [N]                      int64    id of the centre protein, -1 for none
+name       [N]                      str      optional (v2): the producer's patch name ("": none)
+class      [N]                      int16    optional (v2): the producer's class (-1: none)
+bin_value  [N]                      float32  optional (v2): the producer's binning scalar (NaN)
 ========== ======================== ======== =====================================================
+
+Version 2 adds the three optional datasets; a writer creates one only when a batch has it
+(earlier rows get the "none" value), so a file has them all, some or none. A file without them
+is written as version 1, which older readers still read.
 
 Every dataset is chunked along N and compressed with shuffle + deflate (gzip), which every HDF5
 build can read. File attributes: ``schema``, ``schema_version``, ``channel_names``,
@@ -46,7 +54,7 @@ import numpy as np
 from mummi_ml import __version__
 from mummi_ml.errors import PatchFileError, PatchValidationError
 from mummi_ml.fsutil import fsync_path
-from mummi_ml.patch.batch import META_FIELDS, PatchBatch
+from mummi_ml.patch.batch import META_FIELDS, OPTIONAL_FIELDS, PatchBatch
 from mummi_ml.patch.constants import CHANNEL_NAMES, PATCH_SHAPE, PIXEL_SIZE_NM
 from mummi_ml.patch.validate import validate_batch
 
@@ -64,7 +72,7 @@ __all__ = [
 ]
 
 SCHEMA = "mummi-ml-patches"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CACHE_BYTES = 64 * 2**20  # HDF5 chunk cache per open file
 
 # batch field -> (dataset name, units, description)
@@ -77,6 +85,15 @@ _DATASETS: dict[str, tuple[str, str, str]] = {
     "centre_nm": ("centre_nm", "nm", "patch centre (x, y) in the simulation domain"),
     "protein_id": ("protein_id", "", "id of the protein the patch is centred on; -1 for none"),
 }
+# optional producer fields (schema version 2): batch field -> (dataset name, units, description)
+_OPTIONAL: dict[str, tuple[str, str, str]] = {
+    "names": ("name", "", "the producer's patch name (string id); empty: none"),
+    "given_class": ("class", "", "the producer's class / queue of the patch; -1: none"),
+    "bin_value": ("bin_value", "", "the producer's scalar for binned selection (e.g. RAS-RAS "
+                  "distance, nm); NaN: none"),
+}
+_H5_DTYPES = {"names": h5py.string_dtype("utf-8"), "given_class": np.dtype(np.int16),
+              "bin_value": np.dtype(np.float32)}
 _FIELD_SHAPES: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "x": (np.dtype(np.float32), PATCH_SHAPE),
     "y": (np.dtype(np.int32), (2,)),
@@ -92,6 +109,14 @@ def _decode(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _absent(name: str, n: int) -> np.ndarray:
+    """``n`` copies of an optional field's "none" value."""
+    dtype, default = OPTIONAL_FIELDS[name]
+    out = np.empty(n, dtype=dtype)
+    out[:] = default
+    return out
 
 
 def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
@@ -140,6 +165,9 @@ class PatchWriter:
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self._seen_ids: set[int] = set()
         self._n = 0
+        self._chunk = max(int(chunk_patches), 4096)
+        self._gzip = ({"compression": "gzip", "compression_opts": compression_level,
+                       "shuffle": True} if compression_level > 0 else {})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(self.tmp_path, "w")
@@ -156,7 +184,7 @@ class PatchWriter:
     ) -> None:
         f = self._file
         f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["schema_version"] = 1  # 2 once a version-2 dataset is created
         f.attrs["channel_names"] = list(CHANNEL_NAMES)
         f.attrs["pixel_size_nm"] = PIXEL_SIZE_NM
         f.attrs["created_by"] = f"mummi-ml {__version__}"
@@ -205,17 +233,40 @@ class PatchWriter:
                 )
         if n_new == 0:
             return
+        for name in _OPTIONAL:  # a field seen for the first time: its dataset, backfilled
+            if getattr(batch, name) is not None and _OPTIONAL[name][0] not in self._file:
+                self._create_optional(name)
+        present = [n for n in _OPTIONAL if _OPTIONAL[n][0] in self._file]
         try:
             for name in _FIELD_SHAPES:
                 ds = self._file[_DATASETS[name][0]]
                 ds.resize(self._n + n_new, axis=0)
                 ds[self._n :] = getattr(batch, name)
+            for name in present:
+                ds = self._file[_OPTIONAL[name][0]]
+                ds.resize(self._n + n_new, axis=0)
+                ds[self._n :] = batch.field_or_default(name)
         except Exception as exc:
             for name in _FIELD_SHAPES:  # roll back: every dataset keeps the old length
                 self._file[_DATASETS[name][0]].resize(self._n, axis=0)
+            for name in present:
+                self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
             raise PatchFileError(f"{self.path}: cannot append the batch ({exc})") from None
         self._seen_ids.update(ids)
         self._n += n_new
+
+    def _create_optional(self, name: str) -> None:
+        """Create an optional dataset, the rows written so far set to the "none" value."""
+        dset_name, units, desc = _OPTIONAL[name]
+        ds = self._file.create_dataset(
+            dset_name, shape=(self._n,), maxshape=(None,), dtype=_H5_DTYPES[name],
+            chunks=(self._chunk,), **self._gzip,
+        )
+        if self._n:
+            ds[:] = _absent(name, self._n)
+        ds.attrs["units"] = units
+        ds.attrs["description"] = desc
+        self._file.attrs["schema_version"] = SCHEMA_VERSION
 
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
@@ -361,6 +412,24 @@ class PatchFile:
                     f"{self.path}: dataset {dset!r} has shape {list(ds.shape)}, "
                     f"expected {[n, *shape]}"
                 )
+        self._optional = []
+        for name, (dset, _, _) in _OPTIONAL.items():
+            if dset not in self._file:
+                continue
+            if version < 2:
+                raise PatchFileError(f"{self.path}: dataset {dset!r} needs schema version 2, "
+                                     f"the file says {version}")
+            ds = self._file[dset]
+            want = _H5_DTYPES[name]
+            ok = (h5py.check_string_dtype(ds.dtype) is not None if name == "names"
+                  else isinstance(ds, h5py.Dataset) and ds.dtype.kind == np.dtype(want).kind)
+            if not isinstance(ds, h5py.Dataset) or not ok:
+                raise PatchFileError(f"{self.path}: dataset {dset!r} has dtype "
+                                     f"{getattr(ds, 'dtype', 'none')}, expected {want}")
+            if ds.shape != (n,):
+                raise PatchFileError(f"{self.path}: dataset {dset!r} has shape "
+                                     f"{list(ds.shape)}, expected {[n]}")
+            self._optional.append(name)
         self._n = n
         self.chunk_patches = self._file["x"].chunks[0] if self._file["x"].chunks else 1024
 
@@ -372,22 +441,38 @@ class PatchFile:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def optional_fields(self) -> list[str]:
+        """The optional producer fields this file has (``names``, ``given_class``,
+        ``bin_value``; schema version 2)."""
+        return list(self._optional)
+
     def field(self, name: str) -> np.ndarray:
-        """One per-patch field for every patch (e.g. ``"y"``, ``"ids"``, ``"time_us"``)."""
+        """One per-patch field for every patch (e.g. ``"y"``, ``"ids"``, ``"time_us"``; an
+        optional field the file lacks comes back as its "none" value)."""
+        if name in _OPTIONAL:
+            if name not in self._optional:
+                return _absent(name, self._n)
+            return self._read_field(name, slice(0, self._n))
         if name not in _DATASETS:
-            raise KeyError(f"unknown field {name!r}; fields: {', '.join(_DATASETS)}")
+            raise KeyError(f"unknown field {name!r}; fields: "
+                           f"{', '.join([*_DATASETS, *_OPTIONAL])}")
         return self._read_field(name, slice(0, self._n))
 
     def _read_field(self, name: str, sel: slice | np.ndarray) -> np.ndarray:
-        ds = self._file[_DATASETS[name][0]]
+        ds = self._file[(_OPTIONAL[name] if name in _OPTIONAL else _DATASETS[name])[0]]
         try:
+            if name == "names":
+                return np.array([_decode(v) for v in ds[sel]] + [None], dtype=object)[:-1]
             return ds[sel]
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise PatchFileError(f"{self.path}: cannot read {name!r} ({exc})") from None
 
     def _read_slice(self, start: int, stop: int) -> PatchBatch:
         sel = slice(start, stop)
-        return PatchBatch(**{name: self._read_field(name, sel) for name in _FIELD_SHAPES})
+        fields_ = {name: self._read_field(name, sel) for name in _FIELD_SHAPES}
+        fields_.update({name: self._read_field(name, sel) for name in self._optional})
+        return PatchBatch(**fields_)
 
     def _read_sorted(self, idx: np.ndarray) -> PatchBatch:
         """Read sorted unique indices chunk by chunk (h5py point selection is slow)."""
@@ -609,4 +694,4 @@ def read_patches(path: str | Path) -> PatchBatch:
         return f.read()
 
 
-assert set(_DATASETS) == {f.name for f in fields(PatchBatch)}
+assert set(_DATASETS) | set(_OPTIONAL) == {f.name for f in fields(PatchBatch)}

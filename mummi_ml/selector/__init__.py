@@ -20,9 +20,12 @@ from mummi_ml.selector.distance import (
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.errors import CheckpointError, SelectorError
 from mummi_ml.selector.greedy import LazyGreedy, Pick, quota_classes
+from mummi_ml.selector.groups import QueuesConfig, SelectionGroups, mummi_queues
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.importance import importance_weights
 from mummi_ml.selector.ingest import QUARANTINE_CODES, Ingestor
+from mummi_ml.selector.live_weights import ImportanceWeights, read_weights
+from mummi_ml.selector.mummi_api import MummiPatch, PatchSelector, SelectorManager
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.payloads import PayloadStore
 from mummi_ml.selector.pool import CandidatePool
@@ -38,14 +41,20 @@ __all__ = [
     "CheckpointError",
     "Embedding",
     "IdSet",
+    "ImportanceWeights",
     "Ingestor",
     "LazyGreedy",
+    "MummiPatch",
     "NearestSelected",
+    "PatchSelector",
     "PayloadStore",
     "Pick",
+    "QueuesConfig",
     "SelectedSet",
+    "SelectionGroups",
     "SelectorConfig",
     "SelectorError",
+    "SelectorManager",
     "SelectorService",
     "SpoolSource",
     "distances",
@@ -57,11 +66,13 @@ __all__ = [
     "load_selected",
     "make_embedding",
     "merge_nearest",
+    "mummi_queues",
     "naive_rerank_select",
     "nearest_distances",
     "pair_distances",
     "quota_classes",
     "read_status",
+    "read_weights",
     "reference_select",
     "score",
     "topk_once_select",

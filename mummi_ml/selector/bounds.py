@@ -20,17 +20,25 @@ import numpy as np
 
 from mummi_ml.patch.constants import N_CLASSES
 
-__all__ = ["BoundLevels", "SetAside", "bound_levels"]
+__all__ = ["BoundLevels", "SetAside", "bound_levels", "levels_for"]
 
 LEVELS = 4096
-"""Bound levels per class (level 0: infinite bounds; the rest geometric, 0.25% apart)."""
+"""Bound levels per class (level 0: infinite bounds; the rest geometric, 0.25% apart), for up
+to 7 classes; with more classes (selection groups) fewer, so that keys fit int16."""
 _RATIO_LOG = np.log1p(0.0025)
 assert N_CLASSES * LEVELS <= np.iinfo(np.int16).max  # keys fit int16: numpy radix-sorts them
 
 
-def bound_levels(bounds: np.ndarray, top: float) -> np.ndarray:
+def levels_for(n_classes: int) -> int:
+    """Bound levels per class for ``n_classes`` classes: ``class * levels + level`` and the
+    key after the last class fit int16 (numpy radix-sorts int16). Fewer levels only make the
+    levels coarser (more candidates per take), never the picks different."""
+    return min(LEVELS, int(np.iinfo(np.int16).max) // max(1, int(n_classes)))
+
+
+def bound_levels(bounds: np.ndarray, top: float, levels: int = LEVELS) -> np.ndarray:
     """Level of each bound: int16 ``[n]``; 0 for ``inf``, then 1, 2, ... every 0.25% below
-    ``top`` (> 0), ``LEVELS - 1`` for zero and anything smaller. Non-decreasing as the bound
+    ``top`` (> 0), ``levels - 1`` for zero and anything smaller. Non-decreasing as the bound
     falls, up to rounding of at most one level at a level edge."""
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf
         lev = np.log(np.asarray(bounds, dtype=np.float64))
@@ -38,14 +46,15 @@ def bound_levels(bounds: np.ndarray, top: float) -> np.ndarray:
         lev += np.log(top) / _RATIO_LOG + 1.0
     np.floor(lev, out=lev)
     np.maximum(lev, 0, out=lev)  # -inf (infinite bounds) -> 0
-    np.minimum(lev, LEVELS - 1, out=lev)  # zero bounds -> the last level
+    np.minimum(lev, levels - 1, out=lev)  # zero bounds -> the last level
     return lev.astype(np.int16)
 
 
-def _class_keys(bounds: np.ndarray, classes: np.ndarray, top: float) -> np.ndarray:
-    """int16 sort keys ``class * LEVELS + level``: by class, then highest bounds first."""
-    key = bound_levels(bounds, top)
-    key += np.asarray(classes).astype(np.int16) * np.int16(LEVELS)
+def _class_keys(bounds: np.ndarray, classes: np.ndarray, top: float,
+                levels: int = LEVELS) -> np.ndarray:
+    """int16 sort keys ``class * levels + level``: by class, then highest bounds first."""
+    key = bound_levels(bounds, top, levels)
+    key += np.asarray(classes).astype(np.int16) * np.int16(levels)
     return key
 
 
@@ -56,25 +65,29 @@ class BoundLevels:
         bounds: float64 ``[n]`` novelty bounds of every pool row (``inf`` allowed; >= 0).
         classes: ``[n]`` their classes (0..N_CLASSES-1).
         alive: bool ``[n]``: rows that are candidates (the others are never taken).
+        n_classes: number of classes (selection groups).
     """
 
-    def __init__(self, bounds: np.ndarray, classes: np.ndarray, alive: np.ndarray):
+    def __init__(self, bounds: np.ndarray, classes: np.ndarray, alive: np.ndarray,
+                 n_classes: int = N_CLASSES):
+        self.nc = nc = int(n_classes)
+        self.levels = L = levels_for(nc)
         top = float(bounds.max(initial=0.0, where=alive)) if len(bounds) else 0.0
         if not np.isfinite(top):
             top = float(bounds.max(initial=0.0, where=alive & np.isfinite(bounds)))
         self.top = top if top > 0 else 1.0
-        key = _class_keys(bounds, classes, self.top)
-        key[~alive] = N_CLASSES * LEVELS  # a bin after every class: never taken
+        key = _class_keys(bounds, classes, self.top, L)
+        key[~alive] = nc * L  # a bin after every class: never taken
         self._order = np.argsort(key, kind="stable")
-        self.starts = np.zeros(N_CLASSES * LEVELS + 2, dtype=np.int64)
-        np.cumsum(np.bincount(key, minlength=N_CLASSES * LEVELS + 1), out=self.starts[1:])
+        self.starts = np.zeros(nc * L + 2, dtype=np.int64)
+        np.cumsum(np.bincount(key, minlength=nc * L + 1), out=self.starts[1:])
         # tail_max[c, l]: the largest bound of class c in levels >= l (-inf: none left)
-        level_max = np.full(N_CLASSES * LEVELS + 1, -np.inf)
+        level_max = np.full(nc * L + 1, -np.inf)
         np.maximum.at(level_max, key, bounds)
-        level_max = level_max[:-1].reshape(N_CLASSES, LEVELS)
+        level_max = level_max[:-1].reshape(nc, L)
         tail = np.maximum.accumulate(level_max[:, ::-1], axis=1)[:, ::-1]
-        self.tail_max = np.concatenate([tail, np.full((N_CLASSES, 1), -np.inf)], axis=1)
-        self.ptr = np.zeros(N_CLASSES, dtype=np.int64)
+        self.tail_max = np.concatenate([tail, np.full((nc, 1), -np.inf)], axis=1)
+        self.ptr = np.zeros(nc, dtype=np.int64)
 
     def threshold(self, c: int) -> float:
         """The largest bound of a class-c candidate not yet taken (-inf if none)."""
@@ -84,11 +97,11 @@ class BoundLevels:
         """Pool indices of class c with a bound above ``t`` (whole levels: a few at or below
         ``t`` may come too), and at least ``at_least`` of them if that many are left. Afterwards
         every class-c candidate left has a bound <= ``t``."""
-        lo = int(self.ptr[c])
-        row = self.starts[c * LEVELS : (c + 1) * LEVELS + 1]
+        lo, L = int(self.ptr[c]), self.levels
+        row = self.starts[c * L : (c + 1) * L + 1]
         by_bound = int(np.searchsorted(-self.tail_max[c], -t, side="left"))
         by_count = int(np.searchsorted(row, row[lo] + at_least, side="left"))
-        hi = min(LEVELS, max(lo, by_bound, by_count))
+        hi = min(L, max(lo, by_bound, by_count))
         self.ptr[c] = hi
         return self._order[row[lo] : row[hi]]
 
@@ -102,16 +115,19 @@ class SetAside:
 
     Args:
         top: the level scale (:func:`bound_levels`), e.g. ``BoundLevels.top``.
+        n_classes: number of classes (selection groups).
     """
 
-    def __init__(self, top: float) -> None:
+    def __init__(self, top: float, n_classes: int = N_CLASSES) -> None:
         self.top = float(top)
+        self.nc = int(n_classes)
+        self.levels = levels_for(self.nc)
         self._idx = np.zeros(0, np.int64)
         self._b = np.zeros(0, np.float64)
         self._key = np.zeros(0, np.int16)
-        self._seg = np.zeros(N_CLASSES + 1, np.int64)  # class c: sorted rows [seg[c], seg[c+1])
-        self._ptr = np.zeros(N_CLASSES, np.int64)  # class c: rows before ptr[c] were taken
-        self._cmax = np.full(N_CLASSES, -np.inf)  # no sorted class-c row has a larger bound
+        self._seg = np.zeros(self.nc + 1, np.int64)  # class c: sorted rows [seg[c], seg[c+1])
+        self._ptr = np.zeros(self.nc, np.int64)  # class c: rows before ptr[c] were taken
+        self._cmax = np.full(self.nc, -np.inf)  # no sorted class-c row has a larger bound
         self._new: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._n_new = 0
 
@@ -130,18 +146,18 @@ class SetAside:
             self._new = [tuple(np.concatenate([p[k] for p in self._new]) for k in range(3))]
 
     def _merge(self) -> None:
-        keep = [np.arange(self._ptr[c], self._seg[c + 1]) for c in range(N_CLASSES)]
+        keep = [np.arange(self._ptr[c], self._seg[c + 1]) for c in range(self.nc)]
         k = np.concatenate(keep)
         ni, nb, nc = (np.concatenate([p[j] for p in self._new]) for j in range(3))
         i = np.concatenate([self._idx[k], ni])
         b = np.concatenate([self._b[k], nb])
-        key = np.concatenate([self._key[k], _class_keys(nb, nc, self.top)])
+        key = np.concatenate([self._key[k], _class_keys(nb, nc, self.top, self.levels)])
         o = np.argsort(key, kind="stable")
         self._idx, self._b, self._key = i[o], b[o], key[o]
-        self._seg = np.searchsorted(self._key, np.arange(N_CLASSES + 1) * LEVELS)
+        self._seg = np.searchsorted(self._key, np.arange(self.nc + 1) * self.levels)
         self._ptr = self._seg[:-1].copy()
-        cls_sorted = np.repeat(np.arange(N_CLASSES), np.diff(self._seg))
-        self._cmax = np.full(N_CLASSES, -np.inf)
+        cls_sorted = np.repeat(np.arange(self.nc), np.diff(self._seg))
+        self._cmax = np.full(self.nc, -np.inf)
         np.maximum.at(self._cmax, cls_sorted, self._b)
         self._new, self._n_new = [], 0
 
@@ -161,15 +177,15 @@ class SetAside:
             self._merge()
         out = []
         back = []
-        for c in range(N_CLASSES):
+        for c in range(self.nc):
             lo, hi, t = int(self._ptr[c]), int(self._seg[c + 1]), float(thresholds[c])
             if lo == hi or t >= self._cmax[c]:
                 continue
             if t == -np.inf:
                 cut = hi
             else:  # a bound above t is at most one level (rounding) below t's level
-                last = int(bound_levels(np.array([t]), self.top)[0]) + 1
-                cut = lo + int(np.searchsorted(self._key[lo:hi], c * LEVELS + last + 1))
+                last = int(bound_levels(np.array([t]), self.top, self.levels)[0]) + 1
+                cut = lo + int(np.searchsorted(self._key[lo:hi], c * self.levels + last + 1))
             up = self._b[lo:cut] > t
             out.append(self._idx[lo:cut][up])
             if not up.all():

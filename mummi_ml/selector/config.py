@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mummi_ml.config_loader import StrictModel
 from mummi_ml.patch.constants import N_CLASSES
+from mummi_ml.selector.groups import QueuesConfig
 
 __all__ = ["SelectorConfig"]
 
@@ -79,6 +80,16 @@ class SelectorConfig(StrictModel):
         description=f"target fraction of picks per class ({N_CLASSES} non-negative weights, "
         "normalised; null: no quotas, pure farthest-point)",
     )
+    queues: QueuesConfig | None = Field(
+        None,
+        description="MuMMI-style queues (names, shares, patch-type patterns, bins of a per-patch "
+        "scalar) instead of the four classes and class_quotas; see docs/coupling.md",
+    )
+    random_picks: int = Field(
+        0, ge=0, description="picks made at random (seeded) while the allowed queue/bin holds "
+        "fewer picks than this, before novelty ranking (DynIm's min_rand_b4_importance; count)",
+    )
+    random_seed: int = Field(0, ge=0, description="seed of the random picks")
     frontier_size: int = Field(
         1024,
         ge=1,
@@ -98,6 +109,12 @@ class SelectorConfig(StrictModel):
     wait_timeout_s: float = Field(
         3600.0, gt=0, description="--once: seconds to wait for emitted jobs before exiting"
     )
+
+    @model_validator(mode="after")
+    def _quotas_or_queues(self) -> SelectorConfig:
+        if self.queues is not None and self.class_quotas is not None:
+            raise ValueError("class_quotas and queues: set one (queues carry their own shares)")
+        return self
 
     @field_validator("class_quotas")
     @classmethod

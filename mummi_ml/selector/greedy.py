@@ -14,6 +14,12 @@ falls to the threshold go back to waiting. A pick therefore touches the candidat
 is near the top, not the pool. The global maximum is one ``Allgather`` of each rank's best
 (score, id, class, location, embedding); ties go to the smallest patch id; every rank appends
 the winner to its selected set and updates its active set.
+
+Classes here are *selection groups* (:mod:`mummi_ml.selector.groups`): the four protein classes
+by default, or MuMMI-style queues and bins of a per-patch scalar, each with its own threshold
+and quota. A *random* pick (the first ``random_picks`` of the allowed groups) takes the allowed
+candidate with the smallest seeded random key instead of the most novel; the winner over ranks
+is then the smallest key (one more column in the same ``Allgather``).
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ from mummi_ml.selector.distance import (
     nearest_distances,
     score,
 )
+from mummi_ml.selector.groups import SelectionGroups, random_keys
 from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.selected import SelectedSet
 
 __all__ = ["Pick", "LazyGreedy", "quota_classes"]
 
-_HEAD = 8  # score, id_hi, id_lo, class, owner, src, seg, row
+_HEAD = 9  # score, id_hi, id_lo, class, owner, src, seg, row, novelty
 _STEP = 0.03  # a lowered threshold: (1 - _STEP) x the previous one (a speed knob)
 _BLOCK0, _BLOCK_MAX = 8, 64  # picks per catch-up block: first, largest
 
@@ -107,7 +114,10 @@ class LazyGreedy:
         comm: mpi4py communicator of the selector ranks, or None.
         frontier_size: the least number of waiting candidates a lowered threshold brings in (a
             speed knob; the picks never depend on it).
-        quotas: class weights ``[N_CLASSES]`` (normalised here) or None.
+        quotas: class weights ``[N_CLASSES]`` (normalised here) or None (ignored when
+            ``groups`` is given).
+        groups: the selection groups (queues, bins, quotas, random picks); default: the four
+            classes with ``quotas``. The pool's ``classes`` hold group ids.
     """
 
     def __init__(
@@ -117,13 +127,16 @@ class LazyGreedy:
         comm: Any = None,
         frontier_size: int = 1024,
         quotas: np.ndarray | list[float] | None = None,
+        groups: SelectionGroups | None = None,
     ):
         self.pool, self.selected, self.comm = pool, selected, comm
         self.rank, self.size = rank_size(comm)
         self.k0 = int(frontier_size)
-        self.quotas = None if quotas is None else np.asarray(quotas, float) / np.sum(quotas)
+        self.groups = groups if groups is not None else SelectionGroups.classes(quotas)
+        self.quotas = self.groups.queue_share
         self.stats = {"distances": 0, "lowered": 0, "rebuilt": 0, "active_peak": 0}
         self._active: ActiveSet | None = None
+        self._rand: dict[int, list] = {}
 
     # ---- local bookkeeping -------------------------------------------------------------------
     def _mode(self, m: int) -> int:
@@ -183,9 +196,10 @@ class LazyGreedy:
         self._active = ActiveSet(p.dim, p.kk)
         if m == 0:  # every novelty is inf: the first pick is the smallest id (see local_best)
             return
-        self._levels = BoundLevels(score(p.dk, m), p.classes, self._alive)
-        self._aside = SetAside(self._levels.top)
-        self._T = np.array([self._levels.threshold(c) for c in range(N_CLASSES)])
+        G = self.groups.n
+        self._levels = BoundLevels(score(p.dk, m), p.classes, self._alive, G)
+        self._aside = SetAside(self._levels.top, G)
+        self._T = np.array([self._levels.threshold(c) for c in range(G)])
 
     def _catch_up(self, rows: np.ndarray) -> None:
         """Bring waiting candidates ``rows`` up to date against the picks they missed, in
@@ -260,7 +274,8 @@ class LazyGreedy:
         for c in classes:  # tighter where nothing waiting is near t
             T[c] = min(T[c], max(self._levels.threshold(c), self._aside.upper_bound(c)))
         self._T = T
-        self._catch_up(np.concatenate(rows))
+        rows = np.concatenate(rows)
+        self._catch_up(rows[self._alive[rows]])  # a random pick may have waited here
 
     def _drop_fallen(self) -> None:
         """Set aside the active candidates whose novelty fell to their class's threshold (when
@@ -299,6 +314,53 @@ class LazyGreedy:
                 return int(a.idx[self._best_pos])
             self._lower(allowed)
 
+    def local_random(self, allowed: np.ndarray) -> int:
+        """Index of this rank's allowed candidate with the smallest random key, or -1; sets
+        ``_best_score`` (minus the key's top 53 bits, so that the largest wins) and
+        ``_best_novelty`` (its exact novelty)."""
+        p, m = self.pool, len(self.selected)
+        best: tuple[int, int, int] | None = None  # (key, id, pool index)
+        for g in np.flatnonzero(allowed):
+            head = self._random_head(int(g))
+            if head is not None and (best is None or head < best):
+                best = head
+        if best is None:
+            return -1
+        i = best[2]
+        self._best_score = -float(best[0] >> 11)
+        self._best_pos = -1
+        if m == 0:
+            self._best_novelty = np.inf
+            return i
+        a = self._active
+        pos = np.flatnonzero(a.idx[: a.n] == i) if a is not None else np.zeros(0, np.int64)
+        if len(pos) and a.dk[pos[0], 0] != -np.inf:
+            self._best_pos = int(pos[0])
+            self._best_novelty = float(a.scores(m)[self._best_pos])
+        else:
+            self.refresh(np.array([i]))
+            self._best_novelty = float(score(p.dk[i : i + 1], m)[0])
+        return i
+
+    def _random_head(self, g: int) -> tuple[int, int, int] | None:
+        """(key, id, pool index) of group g's live candidate with the smallest random key
+        (ties: smallest id), or None. Each group's candidates are sorted by (key, id) once per
+        :meth:`select` call, when first needed; a pointer skips those picked since."""
+        p = self.pool
+        if g not in self._rand:
+            members = np.flatnonzero(self._alive & (p.classes == g))
+            keys = random_keys(p.ids[members], self.groups.seed)
+            order = np.lexsort((p.ids[members], keys))
+            self._rand[g] = [members[order], keys[order], 0]
+        rows, keys, ptr = self._rand[g]
+        while ptr < len(rows) and not self._alive[rows[ptr]]:
+            ptr += 1
+        self._rand[g][2] = ptr
+        if ptr == len(rows):
+            return None
+        i = int(rows[ptr])
+        return int(keys[ptr]), int(p.ids[i]), i
+
     # ---- the collective selection ---------------------------------------------------------------
     def select(self, k: int) -> list[Pick]:
         """Pick up to ``k`` patches over all ranks (fewer if the pools run dry). Collective.
@@ -307,28 +369,34 @@ class LazyGreedy:
         """
         p, s = self.pool, self.selected
         d = p.dim
+        G = self.groups.n
         self._alive = np.ones(len(p), dtype=bool)
+        self._rand: dict[int, list] = {}  # group -> [rows by random key, keys, pointer]
         available = allreduce_sum(
-            self.comm, np.bincount(p.classes.astype(np.int64), minlength=N_CLASSES)[:N_CLASSES]
+            self.comm, np.bincount(p.classes.astype(np.int64), minlength=G)[:G]
         )
         if k <= 0 or available.sum() == 0:
             return []
         self._rebuild()
-        counts = s.class_counts()
+        counts = np.bincount(s.classes.astype(np.int64), minlength=G)[:G]
         picks: list[Pick] = []
         for _ in range(k):
-            allowed = quota_classes(self.quotas, counts, available)
+            allowed = self.groups.allowed(counts, available)
             if allowed is None:
                 break
             if self._mode(len(s)) != self._score_mode:
                 self._rebuild()
-            i = self.local_best(allowed)
+            if self.groups.is_random(counts, allowed):
+                i = self.local_random(allowed)
+            else:
+                i = self.local_best(allowed)
+                self._best_novelty = self._best_score
             row = np.full(_HEAD + d, -np.inf)
             if i >= 0:
                 cid = int(p.ids[i])
                 row[:_HEAD] = (
                     self._best_score, cid >> 32, cid & 0xFFFFFFFF,
-                    p.classes[i], self.rank, p.src[i], p.seg[i], p.row[i],
+                    p.classes[i], self.rank, p.src[i], p.seg[i], p.row[i], self._best_novelty,
                 )
                 row[_HEAD:] = p.z[i]
             rows, _ = allgather_rows(self.comm, row[None, :])
@@ -342,7 +410,7 @@ class LazyGreedy:
             w = cand[int(np.argmin(exact))]
             r = rows[w]
             pid = (int(r[1]) << 32) | int(r[2])
-            pick = Pick(len(s), pid, int(r[3]), float(r[0]), int(r[4]), int(r[5]), int(r[6]),
+            pick = Pick(len(s), pid, int(r[3]), float(r[8]), int(r[4]), int(r[5]), int(r[6]),
                         int(r[7]))
             zp = r[_HEAD:].astype(np.float32)
             s.append(zp[None, :], ids=np.array([pid], np.uint64), classes=[pick.cls],
@@ -353,7 +421,7 @@ class LazyGreedy:
             available[pick.cls] -= 1
             if pick.owner == self.rank:
                 self._alive[i] = False
-                if len(s) > 1:
+                if len(s) > 1 and self._best_pos >= 0:
                     self._active.mark_picked(self._best_pos)
             if len(s) == 1:  # first pick of the campaign: every bound was inf and every row
                 # has seen no pick, so the whole pool is updated at once, without gathers

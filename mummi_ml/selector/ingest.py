@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -227,8 +228,11 @@ class Ingestor:
                     return 0
         s = self.engine.selected
         dk = self.nn.query(z, s.z)
+        groups = self.engine.groups.classify_batch(b)
+        # the payload carries the queue the selector gave it (to job dirs and handoff records)
+        b = replace(b, given_class=self.engine.groups.queue[groups].astype(np.int16))
         src, seg, rows = self.payloads.put(b)
-        self.pool.add(z, dk, ids=b.ids, classes=b.classes.astype(np.int8),
+        self.pool.add(z, dk, ids=b.ids, classes=groups,
                       seen=np.full(len(b), len(s), np.int64), src=src, seg=seg, row=rows)
         self.counters["accepted"] += len(b)
         return len(b)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mummi_ml.patch.constants import N_CLASSES
 from mummi_ml.selector.distance import best_of, distances, merge_nearest, score
-from mummi_ml.selector.greedy import quota_classes
+from mummi_ml.selector.groups import SelectionGroups, random_keys
 
 __all__ = ["reference_select", "naive_rerank_select", "topk_once_select"]
 
@@ -31,43 +30,57 @@ def reference_select(
     selected_classes: np.ndarray | None = None,
     knn_k: int = 1,
     quotas: np.ndarray | list[float] | None = None,
+    groups: SelectionGroups | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy farthest-point selection, eagerly updating every candidate after every pick.
+
+    A random pick (``groups.random_picks``) is the allowed candidate with the smallest
+    ``random_keys(id, groups.seed)`` (ties: smallest id); its novelty is still reported.
 
     Args:
         z: float32 ``[n, d]`` candidate embeddings; ids: uint64 ``[n]`` unique patch ids.
         k: picks wanted.
-        classes: int ``[n]`` protein classes (only used with quotas).
+        classes: int ``[n]`` protein classes, or selection groups with ``groups``.
         selected_z: ``[m, d]`` patches selected earlier (novelty is measured against them too).
         selected_classes: ``[m]`` their classes (quota bookkeeping).
         knn_k: 1 = distance to the nearest selected; > 1 = DynIm's mean over the knn_k nearest.
-        quotas: class weights ``[N_CLASSES]`` or None.
+        quotas: class weights ``[N_CLASSES]`` or None (ignored when ``groups`` is given).
+        groups: selection groups (queues, bins, quotas, random picks); default: the four
+            classes with ``quotas``.
 
     Returns:
         ``(positions int64 [p], novelty float64 [p])``: picked candidate positions in pick order
         (p < k only if candidates ran out) and their novelty when picked.
     """
     cls = _check(z, ids, classes)
-    q = None if quotas is None else np.asarray(quotas, float) / np.sum(quotas)
+    groups = groups if groups is not None else SelectionGroups.classes(quotas)
+    G = groups.n
     n = len(z)
     dk = np.full((n, knn_k), np.inf)
     m = 0
-    counts = np.zeros(N_CLASSES, dtype=np.int64)
+    counts = np.zeros(G, dtype=np.int64)
     if selected_z is not None and len(selected_z):
         dk = merge_nearest(dk, distances(z, selected_z))
         m = len(selected_z)
         if selected_classes is not None:
-            counts += np.bincount(np.asarray(selected_classes, np.int64), minlength=N_CLASSES)
+            counts += np.bincount(np.asarray(selected_classes, np.int64), minlength=G)[:G]
+    # the order of random picks: by key, then by id
+    rand_order = np.lexsort((np.asarray(ids, np.uint64), random_keys(ids, groups.seed)))
     alive = np.ones(n, dtype=bool)
     picks, nov = [], []
     for _ in range(k):
-        avail = np.bincount(cls[alive], minlength=N_CLASSES)[:N_CLASSES]
-        allowed = quota_classes(q, counts, avail)
+        avail = np.bincount(cls[alive], minlength=G)[:G]
+        allowed = groups.allowed(counts, avail)
         if allowed is None:
             break
         s = score(dk, m)
-        s[~alive | ~allowed[cls]] = -np.inf
-        b = best_of(s, ids)
+        ok = alive & allowed[cls]
+        if groups.is_random(counts, allowed):
+            first = np.flatnonzero(ok[rand_order])
+            b = int(rand_order[first[0]]) if len(first) else -1
+        else:
+            s[~ok] = -np.inf
+            b = best_of(s, ids)
         if b < 0:
             break
         picks.append(b)

@@ -20,8 +20,10 @@ from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.collectives import allgather_rows, allreduce_max, bcast_int, rank_size
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.greedy import LazyGreedy
+from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
+from mummi_ml.selector.live_weights import publish_weights
 from mummi_ml.selector.mpi_source import MpiSource
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.ood import make_domain_guard
@@ -119,14 +121,16 @@ class SelectorService:
 
     def _restore(self) -> None:
         d, kk = self.emb.dim, self.kk
-        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm)
+        groups = SelectionGroups.from_config(self.s)
+        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm,
+                           list(groups.names))
         self.pool = st.pool if st else CandidatePool(d, kk)
         self.selected = st.selected if st else SelectedSet(d)
         self.accepted = st.accepted if st else IdSet()
         self.ckpt_seq = st.next_seq if st else 0
         self._restored_covered = st.covered if st else []
         self.engine = LazyGreedy(self.pool, self.selected, self.comm, self.s.frontier_size,
-                                 self.s.class_quotas)
+                                 groups=groups)
         root = self.state_dir / "payloads"
         next_seg = max([st.next_seg if st else 0] + [
             int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{self.rank:05d}").glob("seg-*.h5")
@@ -264,6 +268,7 @@ class SelectorService:
         """Write a checkpoint of every rank's state (collective); then retire covered spool
         files and payload segments no longer referenced."""
         t = time.time()
+        publish_weights(self)  # before the payloads of picks may be deleted below
         save_checkpoint(self, self.ckpt_seq)
         if self.spool is not None:
             self.spool.retire(self._ingested_files)

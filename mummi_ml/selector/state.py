@@ -50,13 +50,15 @@ class Restored:
 
 
 def restore_state(
-    state_dir: Path, rank: int, size: int, emb: Any, kk: int, comm: Any = None
+    state_dir: Path, rank: int, size: int, emb: Any, kk: int, comm: Any = None,
+    groups: list[str] | None = None,
 ) -> Restored | None:
     """This rank's share of the newest complete checkpoint (None if there is none).
 
     Raises:
-        CheckpointError: the checkpoint was made with another embedding (version or dimension)
-            or another novelty definition.
+        CheckpointError: the checkpoint was made with another embedding (version or dimension),
+            another novelty definition, or other selection groups (queues / bins) than
+            ``groups`` (checkpoints without the record are accepted).
     """
     found = latest_checkpoint(state_dir)
     if found is None:
@@ -70,6 +72,10 @@ def restore_state(
     if int(man["kk"]) != kk:
         raise CheckpointError(f"{ckpt}: made with {man['kk']} neighbours per candidate, the "
                               f"config gives {kk} (selector.novelty / knn_k changed)")
+    if groups is not None and "groups" in man and list(man["groups"]) != list(groups):
+        raise CheckpointError(f"{ckpt}: made with selection groups {man['groups']}, the config "
+                              f"gives {list(groups)} (selector.queues changed); use a new "
+                              "state_dir")
     st: RankState = load_rank_state(ckpt, man, rank, size)
     sel, accepted = load_selected(ckpt)
     return Restored(
@@ -112,7 +118,7 @@ def save_checkpoint(svc: Any, seq: int) -> Path:
         write_manifest(d, {
             "seq": seq, "n_ranks": svc.size, "dim": svc.emb.dim, "kk": svc.kk,
             "model_version": svc.emb.version, "novelty": svc.s.novelty,
-            "n_selected": len(svc.selected),
+            "n_selected": len(svc.selected), "groups": list(svc.engine.groups.names),
             "counters": {**dict(zip(COUNTERS, totals[:-1].tolist(), strict=True)),
                          "pooled": int(totals[-1])},
         })
