@@ -88,6 +88,16 @@ def test_emit_creates_job_dir_with_patch_and_job_json(tmp_path):
     em.wait(60)
 
 
+def test_job_json_carries_the_producers_patch_name(tmp_path):
+    em = make_emitter(tmp_path)
+    patch = make_patch(43, n_ras=1)
+    patch.names = np.array(["mu-24-ras_000000000043"], dtype=object)
+    em.emit(patch, novelty=1.0, model_version="v3")
+    meta = json.loads((tmp_path / "jobs" / "43" / "job.json").read_text())
+    assert meta["name"] == "mu-24-ras_000000000043"
+    em.wait(60)
+
+
 def test_command_placeholders_are_filled_per_element(tmp_path):
     code = "import json, sys; json.dump(sys.argv[1:], open('argv.json', 'w'))"
     cmd = ["{python}", "-c", code, "{job_dir}", "--in={patch_file}", "id {patch_id}", "{{lit}}"]

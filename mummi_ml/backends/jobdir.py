@@ -132,6 +132,7 @@ class JobDirs:
         """The ``job.json`` of a new job (attempt 1), with the time in UTC ISO 8601."""
         return {
             "class": int(patch.classes[0]),
+            "name": str(patch.field_or_default("names")[0]),  # the producer's name ("": none)
             "novelty": finite_or_none(novelty),  # null: infinite (the first pick)
             "model_version": str(model_version),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
