@@ -239,3 +239,18 @@ def test_writer_without_fsync_still_renames_only_on_a_clean_close(tmp_path, rng)
         assert not path.exists()
     with PatchFile(path) as f:
         np.testing.assert_array_equal(f.read().x, x)
+
+
+def test_writer_that_cannot_rename_leaves_no_temporary_file(tmp_path, monkeypatch, rng):
+    import mummi_ml.patch.h5io as h5io_module
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "p.h5"
+    w = PatchWriter(out)
+    w.append(make_batch(rng, 3))
+    monkeypatch.setattr(h5io_module.os, "replace", refuse)
+    with pytest.raises(PatchFileError, match="cannot finish writing"):
+        w.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

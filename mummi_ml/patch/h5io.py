@@ -272,18 +272,26 @@ class PatchWriter:
         """Finish the file and move it into place; returns the final path."""
         if self._file is None:
             return self.path
-        self._file.attrs["n_patches"] = self._n
-        self._file.close()
-        self._file = None
-        if self.durable:  # the data is on disk before the name says the file is complete
-            fsync_path(self.tmp_path)
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._file.attrs["n_patches"] = self._n
+            self._file.close()
+            self._file = None
+            if self.durable:  # the data is on disk before the name says the file is complete
+                fsync_path(self.tmp_path)
+            os.replace(self.tmp_path, self.path)
+        except (OSError, RuntimeError, ValueError) as exc:
+            # a full disk or a failed rename: no temporary file is left, nothing at ``path``
+            self.abort()
+            raise PatchFileError(f"{self.path}: cannot finish writing ({exc})") from None
         return self.path
 
     def abort(self) -> None:
         """Discard everything written; nothing appears at ``path``."""
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except (OSError, RuntimeError, ValueError):
+                pass  # the file is removed below whatever state it is in
             self._file = None
         self.tmp_path.unlink(missing_ok=True)
 
