@@ -185,3 +185,15 @@ def monkeypatch_session_env():
     yield _set
     os.environ.clear()
     os.environ.update(saved)
+
+
+def require_backend(request, name: str) -> None:
+    """Skip the test unless job backend ``name`` can run jobs here; for ``flux`` first start the
+    session's real instance (``flux_instance``). Used by every backend-parametrised fixture."""
+    from mummi_ml.backends import backend_class
+
+    if name == "flux":  # a real instance (flux start), or a skip with the reason
+        request.getfixturevalue("flux_instance")
+    reason = backend_class(name).unavailable_reason()
+    if reason:
+        pytest.skip(f"{name} backend unavailable: {reason}")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_backend
 
 from mummi_ml.backends import (
     BACKENDS,
@@ -53,11 +54,7 @@ def wait_terminal(backend: JobBackend, job_id: str, timeout_s: float = 60.0):
 
 @pytest.fixture(params=list(BACKENDS))
 def backend(request, tmp_path) -> JobBackend:
-    if request.param == "flux":  # a real instance (flux start), or a skip with the reason
-        request.getfixturevalue("flux_instance")
-    reason = backend_class(request.param).unavailable_reason()
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable: {reason}")
+    require_backend(request, request.param)
     b = make_backend(JobsConfig(backend=request.param), tmp_path / "state")
     runner = None
     if request.param == "handoff":  # the workflow manager that launches what is handed over

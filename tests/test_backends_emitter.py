@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_backend
 
 from mummi_ml.backends import (
     EmitterError,
@@ -19,7 +20,6 @@ from mummi_ml.backends import (
     JobEmitter,
     JobsConfig,
     JobWaitTimeout,
-    backend_class,
     make_backend,
 )
 from mummi_ml.backends.journal import Journal
@@ -63,11 +63,7 @@ def runs(emitter: JobEmitter, pid: int) -> list[str]:
 
 @pytest.fixture(params=["local", "slurm", "flux"])
 def backend_name(request):
-    if request.param == "flux":  # a real instance (flux start), or a skip with the reason
-        request.getfixturevalue("flux_instance")
-    reason = backend_class(request.param).unavailable_reason()
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable: {reason}")
+    require_backend(request, request.param)
     return request.param
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_backend
 
-from mummi_ml.backends import JobEmitter, JobsConfig, backend_class, make_backend
+from mummi_ml.backends import JobEmitter, JobsConfig, make_backend
 from mummi_ml.backends.outcome import read_outcome, wrap
 from mummi_ml.patch import PatchBatch
 
@@ -77,11 +78,7 @@ def wait_for(check, timeout_s: float = 30.0, what: str = "condition"):
 
 @pytest.fixture(params=["local", "slurm", "flux"])
 def backend_name(request):
-    if request.param == "flux":  # a real instance (flux start), or a skip with the reason
-        request.getfixturevalue("flux_instance")
-    reason = backend_class(request.param).unavailable_reason()
-    if reason:
-        pytest.skip(f"{request.param} backend unavailable: {reason}")
+    require_backend(request, request.param)
     return request.param
 
 
