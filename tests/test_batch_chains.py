@@ -270,7 +270,9 @@ def test_slurm_selector_that_fails_at_once_ends_the_chain_at_the_first_link(tmp_
                      STATE_DIR=str(tmp_path / "state"), MUMMI=MUMMI, MAX_RESTARTS="20",
                      SBATCH_OPTS=f"--job-name={slurm_chain.name}")
     with open(REPO / "jobs" / "select_slurm.sbatch") as script:
-        p = subprocess.run(["sbatch", "--parsable", "--ntasks=1", "--time=1",
+        # --signal: the header's TERM@180 exceeds a 1-minute limit, so Slurm would signal the
+        # selector as it starts, and a slow start (a loaded machine) would read as SIGTERM
+        p = subprocess.run(["sbatch", "--parsable", "--ntasks=1", "--time=5", "--signal=TERM@10",
                             f"--job-name={slurm_chain.name}", f"--output={tmp_path}/link-%j.out"],
                            stdin=script, capture_output=True, text=True, timeout=60, env=env,
                            cwd=tmp_path)
