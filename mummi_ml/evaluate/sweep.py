@@ -229,7 +229,7 @@ def run_sweep(
     Returns:
         The summary (also ``sweep.json``) on rank 0, None on the other ranks.
     """
-    from mummi_ml.evaluate.pipeline import load_eval_set
+    from mummi_ml.evaluate.compute import load_eval_set
 
     scfg = cfg.evaluate.sweep
     out = Path(out_dir)
