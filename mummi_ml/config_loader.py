@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import reprlib
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ __all__ = [
     "StrictModel",
     "load_yaml_model",
     "apply_overrides",
+    "with_overrides",
     "parse_override",
     "model_to_yaml",
     "short_repr",
@@ -115,10 +116,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides to a nested dict (in place) and return it."""
-    for text in overrides:
-        path, value = parse_override(text)
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]
+) -> dict[str, Any]:
+    """Apply overrides to a nested dict (in place) and return it: ``"key.path=value"`` texts
+    (the value read as YAML), or a mapping of dotted keys to values already typed
+    (``{"loss.w_inv": 0.0}``)."""
+    if isinstance(overrides, Mapping):
+        items = ((f"{k}={v!r}", k.split("."), v) for k, v in overrides.items())
+    else:
+        items = ((text, *parse_override(text)) for text in overrides)
+    for text, path, value in items:
         node = data
         for part in path[:-1]:
             child = node.get(part)
@@ -198,6 +206,20 @@ def load_yaml_model(
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def with_overrides(obj: M, overrides: Mapping[str, Any]) -> M:
+    """A validated copy of the config model ``obj`` with dotted-key overrides
+    (``{"loss.w_inv": 0.0}``), through :func:`apply_overrides`.
+
+    Raises:
+        ConfigError: a key that is not a section, or a value the model refuses.
+    """
+    data = apply_overrides(obj.model_dump(mode="json"), overrides)
+    try:
+        return type(obj).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, f"overrides {overrides}")) from None
 
 
 def model_to_yaml(obj: BaseModel) -> str:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from mummi_ml.config import load_config
+from mummi_ml.config_loader import with_overrides
 from mummi_ml.errors import ConfigError
 from mummi_ml.evaluate.config import SweepConfig
 from mummi_ml.evaluate.sweep import (
     ABLATIONS,
-    apply_overrides,
     plan_runs,
     runs_of_rank,
     select_model,
@@ -48,7 +48,7 @@ def test_ablations_zero_exactly_the_left_out_loss_weights():
     assert runs["ablation_L_rad"].overrides == {"loss.w_inv": 0.0, "loss.w_lab": 0.0}
     assert runs["ablation_L_inv+L_lab"].overrides == {"loss.w_rad": 0.0}
     base = load_config(None)
-    cfg = apply_overrides(base, runs["ablation_L_lab"].overrides)
+    cfg = with_overrides(base, runs["ablation_L_lab"].overrides)
     assert (cfg.loss.w_inv, cfg.loss.w_rad, cfg.loss.w_lab) == (0.0, 0.0, base.loss.w_lab)
 
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             raise EvaluationError(f"--ablation: expected NAME=DIR, got {item!r}")
         ablations[name.strip()] = path.strip()
     quiet = args.no_progress or os.environ.get("CI", "").lower() in ("1", "true")
-    metrics = run_evaluation(
+    result = run_evaluation(
         args.model,
         args.data,
         args.out,
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print((Path(args.out) / "table.md").read_text(), end="")
     print(
-        f"wrote {args.out}/metrics.json and {args.out}/report.html ({metrics['seconds']:.0f} s)",
+        f"wrote {args.out}/metrics.json and {args.out}/report.html ({result.seconds:.0f} s)",
         file=sys.stderr,
     )
     return 0

@@ -8,8 +8,9 @@ and vectorised in torch (CPU threads, or the GPU when one is present):
 * :func:`mare` -> (MARE, MARE*, lambda) (lower is better),
 * :func:`pr_auc` (higher is better), with the full curves from :func:`pr_curve`.
 
-``run_evaluation`` writes a model's report (``mummi-ml evaluate``); ``run_sweep`` trains and
-evaluates a sweep with ablations over MPI ranks (``mummi-ml sweep``).
+``run_evaluation`` writes a model's report (``mummi-ml evaluate``) in three stages: compute
+(an :class:`EvaluationResult`, the versioned metrics.json schema), figures, report;
+``run_sweep`` trains and evaluates a sweep with ablations over MPI ranks (``mummi-ml sweep``).
 """
 
 from mummi_ml.evaluate.config import SWEEP_PARAMETERS, EvaluateConfig, SweepConfig
@@ -31,15 +32,27 @@ from mummi_ml.evaluate.overlap import (
     overlap_percent,
 )
 from mummi_ml.evaluate.pairs import pick_device
-from mummi_ml.evaluate.pipeline import METRICS_FORMAT, load_eval_set, run_evaluation
+from mummi_ml.evaluate.pipeline import load_eval_set, run_evaluation
 from mummi_ml.evaluate.pr_curve import PRCurve, pr_auc, pr_curve
-from mummi_ml.evaluate.report import Figure, write_report
+from mummi_ml.evaluate.report import Figure, write_outputs, write_report
 from mummi_ml.evaluate.representations import (
     Representation,
     image_representation,
     model_representation,
     mu_representation,
     upsilon_representation,
+)
+from mummi_ml.evaluate.result import (
+    METRICS_FORMAT,
+    SCHEMA_VERSION,
+    CampaignResult,
+    DataInfo,
+    EvaluationResult,
+    GroundTruthTime,
+    ModelInfo,
+    PRSummary,
+    SpaceResult,
+    TimeResult,
 )
 from mummi_ml.evaluate.spacetime import (
     BinnedCurve,
@@ -64,6 +77,15 @@ from mummi_ml.evaluate.table import TableRow, table_markdown
 __all__ = [
     "ABLATIONS",
     "METRICS_FORMAT",
+    "SCHEMA_VERSION",
+    "CampaignResult",
+    "DataInfo",
+    "EvaluationResult",
+    "GroundTruthTime",
+    "ModelInfo",
+    "PRSummary",
+    "SpaceResult",
+    "TimeResult",
     "SWEEP_PARAMETERS",
     "BinnedCurve",
     "DecorrelationFit",
@@ -110,5 +132,6 @@ __all__ = [
     "time_difference_curve",
     "transformation_distances",
     "upsilon_representation",
+    "write_outputs",
     "write_report",
 ]

@@ -7,18 +7,15 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from mummi_ml.config_loader import StrictModel
+from mummi_ml.metric.config import LOSS_TERMS
 
 __all__ = ["EvaluateConfig", "SweepConfig", "SWEEP_PARAMETERS"]
 
-#: config keys a sweep may vary (dotted: section.field)
-SWEEP_PARAMETERS = (
+#: config keys a sweep may vary (dotted: section.field): the latent dimension, each loss term's
+#: weight and margin/scale, epochs and batch size
+SWEEP_PARAMETERS: tuple[str, ...] = (
     "model.latent_dim",
-    "loss.w_inv",
-    "loss.alpha_inv",
-    "loss.w_rad",
-    "loss.lambda_rad",
-    "loss.w_lab",
-    "loss.alpha_lab",
+    *(f"loss.{key}" for term in LOSS_TERMS for key in (term.weight, term.parameter)),
     "train.epochs",
     "train.batch_size",
 )

@@ -115,6 +115,32 @@ def _check_lam(lam: float) -> None:
         raise EvaluationError(f"lam: expected a finite value > 0, got {lam}")
 
 
+def _cached_residuals(zt, ut, rows: int, lam: float | None):
+    """All pair residuals |d_z - lam d_U| kept in memory: pass 1 keeps d_U (or the residuals
+    directly when ``lam`` is known); pass 2 (``lam`` None: fitted) turns d_U into residuals.
+    Returns (residual pieces, lam, largest residual)."""
+    fitted = lam is None
+    cache: list[torch.Tensor] = []
+    szu = suu = 0.0
+    for dzs, dus in _pieces(zt, ut, rows):
+        for dz, du in zip(dzs, dus, strict=True):
+            if fitted:
+                szu += float(torch.dot(dz, du))
+                suu += float(torch.dot(du, du))
+            else:
+                du = _residual_(du, dz, lam)
+            cache.append(du)
+    if fitted:
+        lam = _slope(szu, suu)
+        _check_lam(lam)
+        it = iter(cache)
+        for i0, i1 in iter_upper_pair_blocks(zt.shape[0], rows):
+            for dz in upper_pair_pieces(zt, i0, i1):
+                _residual_(next(it), dz, lam)
+    hi = max((float(c.max()) for c in cache if c.numel()), default=0.0)
+    return cache, lam, hi
+
+
 def mare(
     z,
     upsilon,
@@ -143,25 +169,7 @@ def mare(
         _check_lam(lam)
     count = n_pairs(n)
     if count * 8 <= cache_bytes:
-        # pass 1: d_U kept (or residuals directly when lam is known); pass 2 (fit): residuals
-        cache: list[torch.Tensor] = []
-        szu = suu = 0.0
-        for dzs, dus in _pieces(zt, ut, rows):
-            for dz, du in zip(dzs, dus, strict=True):
-                if fitted:
-                    szu += float(torch.dot(dz, du))
-                    suu += float(torch.dot(du, du))
-                else:
-                    du = _residual_(du, dz, lam)
-                cache.append(du)
-        if fitted:
-            lam = _slope(szu, suu)
-            _check_lam(lam)
-            it = iter(cache)
-            for i0, i1 in iter_upper_pair_blocks(n, rows):
-                for dz in upper_pair_pieces(zt, i0, i1):
-                    _residual_(next(it), dz, lam)
-        hi = max((float(c.max()) for c in cache if c.numel()), default=0.0)
+        cache, lam, hi = _cached_residuals(zt, ut, rows, lam)
 
         def residuals():
             return iter(cache)

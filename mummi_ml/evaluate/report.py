@@ -1,5 +1,6 @@
-"""A self-contained ``report.html``: tables and captioned figures, images base64-embedded, no
-external resources (opens offline)."""
+"""The report stage of ``mummi-ml evaluate``: table.md, table.json, metrics.json and a
+self-contained ``report.html`` (tables and captioned figures, images base64-embedded, no external
+resources: opens offline), all written from the result."""
 
 from __future__ import annotations
 
@@ -7,17 +8,35 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mummi_ml.durable import write_text_atomic
+from mummi_ml.evaluate.result import EvaluationResult
+from mummi_ml.evaluate.table import table_markdown
+from mummi_ml.jsonutil import json_dumps_strict
 
-__all__ = ["Figure", "markdown_tables_to_html", "write_report", "time_section_html"]
+__all__ = [
+    "Figure",
+    "markdown_tables_to_html",
+    "result_markdown",
+    "write_outputs",
+    "write_report",
+    "time_section_html",
+]
 
 _CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px}
 td{text-align:right}td:nth-child(1),td:nth-child(2){text-align:left}th{background:#eee}
 figure{margin:1.5em 0}figcaption{font-size:90%;color:#444;max-width:900px}
 img{max-width:100%}code{background:#f4f4f4}"""
+
+
+_CRITERIA_HTML = (
+    "<p>Overlap %: share of pairs of distinct points no farther apart than the farthest "
+    "point-to-own-transformation distance tau (lower is better). MARE: median over all pairs "
+    "of |d - lambda d_Upsilon| (units of d); MARE* = MARE / lambda (units of d_Upsilon; lower "
+    "is better). AUC: area under the neighbourhood precision-recall curve of class labels "
+    "(higher is better). All exact over every pair.</p>"
+)
 
 
 @dataclass(frozen=True)
@@ -83,43 +102,72 @@ def markdown_tables_to_html(md: str) -> str:
     return "\n".join(out)
 
 
+def result_markdown(result: EvaluationResult) -> str:
+    """The tables of ``result`` in the paper's Table 1 layout: pre-campaign, then campaign."""
+    md = table_markdown(result.table, f"Pre-campaign ({result.data.n_points:,} points)")
+    if result.campaign is not None:
+        md += "\n" + table_markdown(
+            result.campaign.table, f"Campaign ({result.campaign.n_points:,} points)"
+        )
+    return md
+
+
+def write_outputs(out: str | Path, result: EvaluationResult, figures: list[Figure]) -> Path:
+    """The report stage: table.md, table.json, metrics.json and report.html in ``out`` (the
+    figures are already there); returns report.html's path."""
+    out = Path(out)
+    md = result_markdown(result)
+    (out / "table.md").write_text(md + "\n" + "\n".join(f"- {n}" for n in result.notes) + "\n")
+    tables = {
+        "pre_campaign": [r.to_dict() for r in result.table],
+        "campaign": (
+            [r.to_dict() for r in result.campaign.table] if result.campaign is not None else None
+        ),
+    }
+    write_text_atomic(out / "table.json", json_dumps_strict(tables, indent=1), fsync=False)
+    write_text_atomic(out / "metrics.json", result.to_json(), fsync=False)
+    return write_report(out / "report.html", result, md, figures)
+
+
+def _header_html(result: EvaluationResult) -> str:
+    m, d = result.model, result.data
+    return (
+        f"<p>Model <code>{html.escape(str(m.path))}</code> (version "
+        f"{html.escape(str(m.version))}, d = {m.latent_dim}, lambda_rad = "
+        f"{m.lambda_rad}); data <code>{html.escape(str(d.path))}</code>, "
+        f"{d.n_points} points (class counts {d.class_counts}); "
+        f"{html.escape(str(result.created_by))}.</p>"
+    )
+
+
+def _figure_html(i: int, fig: Figure) -> str:
+    data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(Path(fig.path).name)}' "
+        f"src='data:image/png;base64,{data}'><figcaption><b>Figure {i}.</b> "
+        f"{html.escape(fig.caption)}</figcaption></figure>"
+    )
+
+
 def write_report(
-    path: str | Path, metrics: dict[str, Any], table_md: str, figures: list[Figure]
+    path: str | Path, result: EvaluationResult, table_md: str, figures: list[Figure]
 ) -> Path:
-    """Write the report (atomically) and return its path."""
+    """Write the report of ``result`` (atomically) and return its path."""
     path = Path(path)
-    m = metrics.get("model", {})
-    d = metrics.get("data", {})
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mummi-ml evaluation</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>mummi-ml metric evaluation</h1>",
-        f"<p>Model <code>{html.escape(str(m.get('path')))}</code> (version "
-        f"{html.escape(str(m.get('version')))}, d = {m.get('latent_dim')}, lambda_rad = "
-        f"{m.get('lambda_rad')}); data <code>{html.escape(str(d.get('path')))}</code>, "
-        f"{d.get('n_points')} points (class counts {d.get('class_counts')}); "
-        f"{html.escape(str(metrics.get('created_by', '')))}.</p>",
+        _header_html(result),
         "<h2>Criteria (the paper's Table 1 layout)</h2>",
-        "<p>Overlap %: share of pairs of distinct points no farther apart than the farthest "
-        "point-to-own-transformation distance tau (lower is better). MARE: median over all pairs "
-        "of |d - lambda d_Upsilon| (units of d); MARE* = MARE / lambda (units of d_Upsilon; lower "
-        "is better). AUC: area under the neighbourhood precision-recall curve of class labels "
-        "(higher is better). All exact over every pair.</p>",
+        _CRITERIA_HTML,
         markdown_tables_to_html(table_md),
     ]
-    for note in metrics.get("notes", []):
-        parts.append(f"<p><i>{html.escape(note)}</i></p>")
-    time_info = metrics.get("time")
-    if time_info:
-        parts.append(time_section_html(time_info))
+    parts += [f"<p><i>{html.escape(note)}</i></p>" for note in result.notes]
+    if result.time is not None:
+        parts.append(time_section_html(result.time.to_dict()))
     parts.append("<h2>Figures</h2>")
-    for i, fig in enumerate(figures, 1):
-        data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{html.escape(Path(fig.path).name)}' "
-            f"src='data:image/png;base64,{data}'><figcaption><b>Figure {i}.</b> "
-            f"{html.escape(fig.caption)}</figcaption></figure>"
-        )
+    parts += [_figure_html(i, fig) for i, fig in enumerate(figures, 1)]
     parts.append("</body></html>")
     write_text_atomic(path, "\n".join(parts), fsync=False)
     return path

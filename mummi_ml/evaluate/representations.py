@@ -81,7 +81,6 @@ def upsilon_representation(stats: ChannelStats, channels: list[int]) -> Represen
 def model_representation(metric, name: str = "our metric", kind: str = "model") -> Representation:
     """A trained :class:`mummi_ml.metric.Metric`. Its own lambda_rad is used for MARE when it was
     trained with the radial loss (w_rad > 0); otherwise lambda is fitted like a baseline."""
-    w_rad = float(metric.config.get("loss", {}).get("w_rad", 1.0))
-    lam = metric.lambda_rad if w_rad > 0 else None
+    lam = metric.lambda_rad if metric.loss_cfg.w_rad > 0 else None
     note = "" if lam is not None else f"{name}: trained without L_rad, lambda fitted"
     return Representation(name, kind, int(metric.latent_dim), lam, metric.embed, note)

@@ -53,6 +53,12 @@ class BinnedCurve:
     def to_dict(self) -> dict:
         return {k: np.asarray(v).tolist() for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> BinnedCurve:
+        """The curve :meth:`to_dict` wrote (``null`` values read back as NaN)."""
+        return cls(*(np.array([np.nan if v is None else v for v in d[k]], np.float64)
+                     for k in ("x", "mean", "std", "count")))
+
 
 @dataclass(frozen=True)
 class DecorrelationFit:
@@ -84,6 +90,11 @@ class DecorrelationFit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DecorrelationFit:
+        """The fit :meth:`to_dict` wrote."""
+        return cls(**d)
 
     def describe(self, unit: str = "us") -> str:
         """``"0.41 us"`` or ``"not determined (reason)"``."""

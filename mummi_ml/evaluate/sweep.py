@@ -28,15 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from mummi_ml.config_loader import with_overrides
 from mummi_ml.durable import atomic_path, write_json_atomic
+from mummi_ml.errors import ConfigError
 from mummi_ml.evaluate.errors import EvaluationError
+from mummi_ml.metric.config import LOSS_TERMS
 
 __all__ = [
     "SweepRun",
     "ABLATIONS",
     "plan_runs",
     "runs_of_rank",
-    "apply_overrides",
+    "run_config",
     "selection_scores",
     "select_model",
     "run_sweep",
@@ -44,16 +47,14 @@ __all__ = [
     "plot_parallel_coordinates",
 ]
 
-#: loss subsets trained as ablations: name -> weights kept (the others set to 0)
-ABLATIONS = {
-    "L_inv": ("w_inv",),
-    "L_rad": ("w_rad",),
-    "L_lab": ("w_lab",),
-    "L_inv+L_rad": ("w_inv", "w_rad"),
-    "L_inv+L_lab": ("w_inv", "w_lab"),
-    "L_rad+L_lab": ("w_rad", "w_lab"),
+#: loss subsets trained as ablations: name -> weights kept (the others set to 0): each term
+#: alone, then each pair ("L_inv", ..., "L_inv+L_rad", ...)
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "+".join(t.name for t in kept): tuple(t.weight for t in kept)
+    for size in (1, 2)
+    for kept in itertools.combinations(LOSS_TERMS, size)
 }
-_WEIGHTS = ("w_inv", "w_rad", "w_lab")
+_WEIGHT_KEYS = frozenset(f"loss.{t.weight}" for t in LOSS_TERMS)  # not hyperparameter axes
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def plan_runs(sweep_cfg) -> list[SweepRun]:
         runs.append(SweepRun(name, ov))
     if sweep_cfg.ablations:
         for name, kept in ABLATIONS.items():
-            ov = {f"loss.{w}": 0.0 for w in _WEIGHTS if w not in kept}
+            ov = {f"loss.{t.weight}": 0.0 for t in LOSS_TERMS if t.weight not in kept}
             runs.append(SweepRun(f"ablation_{name}", ov, "ablation"))
     return runs
 
@@ -95,15 +96,12 @@ def runs_of_rank(runs: list[SweepRun], rank: int, size: int) -> list[SweepRun]:
     return runs[rank::size]
 
 
-def apply_overrides(cfg, overrides: dict[str, Any]):
-    """A copy of the top-level config with dotted-key overrides, validated."""
-    data = cfg.model_dump(mode="json")
-    for key, value in overrides.items():
-        section, _, name = key.partition(".")
-        data[section][name] = value
+def run_config(cfg, overrides: dict[str, Any]):
+    """A copy of the top-level config with a run's dotted-key overrides, validated
+    (:func:`mummi_ml.config_loader.with_overrides`); EvaluationError if invalid."""
     try:
-        return type(cfg).model_validate(data)
-    except ValueError as exc:
+        return with_overrides(cfg, overrides)
+    except ConfigError as exc:
         raise EvaluationError(f"sweep overrides {overrides}: invalid config ({exc})") from None
 
 
@@ -181,9 +179,9 @@ def _train_and_evaluate(
     from mummi_ml.metric import Metric, train_model
     from mummi_ml.parallel import init_distributed
 
-    rcfg = apply_overrides(cfg, run.overrides)
+    rcfg = run_config(cfg, run.overrides)
     if rcfg.train.num_threads == 0:
-        rcfg = apply_overrides(rcfg, {"train.num_threads": threads})
+        rcfg = run_config(rcfg, {"train.num_threads": threads})
     run_dir = out / "runs" / run.name
     ctx = init_distributed(rcfg.train.device, rcfg.train.num_threads, env={})  # one process
     try:
@@ -229,7 +227,7 @@ def run_sweep(
     Returns:
         The summary (also ``sweep.json``) on rank 0, None on the other ranks.
     """
-    from mummi_ml.evaluate.pipeline import load_eval_set
+    from mummi_ml.evaluate.compute import load_eval_set
 
     scfg = cfg.evaluate.sweep
     out = Path(out_dir)
@@ -323,7 +321,7 @@ def plot_parallel_coordinates(rows: list[dict], best: int, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     varied = sorted(
-        {k for r in rows for k in r.get("overrides", {}) if not k.startswith("loss.w_")}
+        {k for r in rows for k in r.get("overrides", {}) if k not in _WEIGHT_KEYS}
     )
     axes = [
         (k.split(".")[-1], [r.get("overrides", {}).get(k, np.nan) for r in rows]) for k in varied

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 __all__ = ["TableRow", "table_markdown", "KIND_TITLES"]
 
@@ -40,6 +40,19 @@ class TableRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TableRow:
+        """A row as :meth:`to_dict` wrote it; a float criterion written as ``null`` (strict
+        JSON's non-finite number) reads back as NaN; keys not of a row are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{
+            k: (math.nan if v is None and k in _FLOAT_FIELDS else v)
+            for k, v in d.items() if k in names
+        })
+
+
+_FLOAT_FIELDS = frozenset(f.name for f in fields(TableRow) if f.type == "float")
 
 
 def _fmt(v: float, digits: int) -> str:

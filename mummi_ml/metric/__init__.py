@@ -7,7 +7,7 @@
 
 from mummi_ml.metric.batchnorm import GlobalBatchNorm
 from mummi_ml.metric.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
+from mummi_ml.metric.config import LOSS_TERMS, LossConfig, LossTerm, ModelConfig, TrainConfig
 from mummi_ml.metric.data import Batch, TrainingData, data_fingerprint
 from mummi_ml.metric.encoder import Encoder
 from mummi_ml.metric.errors import MetricError, TrainingInterrupted
@@ -36,6 +36,8 @@ __all__ = [
     "ModelConfig",
     "LossConfig",
     "TrainConfig",
+    "LossTerm",
+    "LOSS_TERMS",
     "invariance_loss",
     "label_loss",
     "radial_loss",

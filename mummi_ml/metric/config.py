@@ -3,13 +3,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from mummi_ml.config_loader import StrictModel
 
-__all__ = ["ModelConfig", "LossConfig", "TrainConfig"]
+__all__ = ["ModelConfig", "LossConfig", "TrainConfig", "LossTerm", "LOSS_TERMS"]
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the metric's loss, named once for training, sweeps and reports.
+
+    Attributes:
+        name: label in tables and ablation names, e.g. ``"L_rad"``.
+        weight: its weight's field of :class:`LossConfig`, e.g. ``"w_rad"`` (0 = not trained).
+        parameter: its margin or scale field of :class:`LossConfig`, e.g. ``"lambda_rad"``.
+    """
+
+    name: str
+    weight: str
+    parameter: str
+
+
+#: the three terms of L = w_inv L_inv + w_rad L_rad + w_lab L_lab, in that order
+LOSS_TERMS: tuple[LossTerm, ...] = (
+    LossTerm("L_inv", "w_inv", "alpha_inv"),
+    LossTerm("L_rad", "w_rad", "lambda_rad"),
+    LossTerm("L_lab", "w_lab", "alpha_lab"),
+)
 
 
 class ModelConfig(StrictModel):
@@ -75,9 +99,15 @@ class LossConfig(StrictModel):
 
     @model_validator(mode="after")
     def _some_loss(self) -> LossConfig:
-        if self.w_inv == 0 and self.w_rad == 0 and self.w_lab == 0:
-            raise ValueError("at least one of w_inv, w_rad, w_lab must be > 0")
+        if not self.active_terms():
+            raise ValueError(
+                f"at least one of {', '.join(t.weight for t in LOSS_TERMS)} must be > 0"
+            )
         return self
+
+    def active_terms(self) -> tuple[LossTerm, ...]:
+        """The terms trained with a weight > 0 (in :data:`LOSS_TERMS` order)."""
+        return tuple(t for t in LOSS_TERMS if getattr(self, t.weight) > 0)
 
 
 class TrainConfig(StrictModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from mummi_ml.metric.errors import MetricError
 from mummi_ml.parallel.distributed import best_device
 from mummi_ml.patch import CHANNEL_NAMES, PATCH_SHAPE, ChannelStats
 
-__all__ = ["Metric", "write_model_dir", "weights_hash", "build_encoder", "MODEL_FORMAT"]
+__all__ = [
+    "Metric",
+    "ModelSections",
+    "read_config",
+    "write_model_dir",
+    "weights_hash",
+    "build_encoder",
+    "MODEL_FORMAT",
+]
 
 MODEL_FORMAT = 1
 _META, _WEIGHTS = "metric.json", "weights.pt"
@@ -56,6 +65,42 @@ def weights_hash(state: dict[str, torch.Tensor]) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ModelSections:
+    """The ``model:``, ``loss:`` and ``train:`` sections a model was trained with."""
+
+    model: ModelConfig
+    loss: LossConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"model": ..., "loss": ..., "train": ...}`` as JSON-ready dicts (metric.json)."""
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "loss": self.loss.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json"),
+        }
+
+
+def read_config(meta: dict[str, Any]) -> ModelSections:
+    """The typed sections of a metric.json's ``config``, validated by the same pydantic models
+    as a config file. The one place where keys missing from an older metric.json (or a whole
+    missing ``loss``/``train`` section) take the pydantic defaults.
+
+    Raises:
+        KeyError: no ``config`` or no ``config.model``; pydantic's ValidationError (a
+            ValueError): a value the models refuse.
+    """
+    config = meta["config"]
+    if not isinstance(config, dict):
+        raise TypeError(f"config: expected a mapping, got {type(config).__name__}")
+    return ModelSections(
+        ModelConfig.model_validate(config["model"]),
+        LossConfig.model_validate(config.get("loss", {})),
+        TrainConfig.model_validate(config.get("train", {})),
+    )
 
 
 def write_model_dir(
@@ -88,11 +133,7 @@ def write_model_dir(
         "channel_names": list(CHANNEL_NAMES),
         "standardisation": stats.to_dict(),
         "data_hash": data_hash,
-        "config": {
-            "model": model_cfg.model_dump(mode="json"),
-            "loss": loss_cfg.model_dump(mode="json"),
-            "train": train_cfg.model_dump(mode="json"),
-        },
+        "config": ModelSections(model_cfg, loss_cfg, train_cfg).to_dict(),
         **(extra or {}),
     }
     write_json_atomic(out_dir / _META, meta, fsync=True, indent=2)
@@ -127,12 +168,20 @@ class Metric:
         stats: per-channel standardisation (training split).
         profile_channels: channels of Upsilon.
         version: 12-hex-digit hash of the weights (tags selections and jobs).
-        config: ``{"model": ..., "loss": ..., "train": ...}`` as plain dicts.
+        model_cfg, loss_cfg, train_cfg: the configuration it was trained with, validated
+            (keys an older metric.json lacks take the pydantic defaults: :func:`read_config`).
         path: the model directory.
         device: where it computes.
     """
 
-    def __init__(self, encoder: Encoder, meta: dict[str, Any], path: Path, device: torch.device):
+    def __init__(
+        self,
+        encoder: Encoder,
+        meta: dict[str, Any],
+        path: Path,
+        device: torch.device,
+        config: ModelSections | None = None,
+    ):
         self.encoder = encoder.to(device).eval()
         self.meta = meta
         self.path = path
@@ -142,8 +191,18 @@ class Metric:
         self.stats: ChannelStats = ChannelStats.from_dict(meta["standardisation"])
         self.profile_channels: list[int] = [int(c) for c in meta["profile_channels"]]
         self.version: str = str(meta["version"])
-        self.config: dict[str, Any] = meta["config"]
-        self.batch_size = int(self.config.get("train", {}).get("embed_batch_size", 4096))
+        sections = config if config is not None else read_config(meta)
+        self.model_cfg: ModelConfig = sections.model
+        self.loss_cfg: LossConfig = sections.loss
+        self.train_cfg: TrainConfig = sections.train
+        self.batch_size = self.train_cfg.embed_batch_size
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"model": ..., "loss": ..., "train": ...}`` as JSON-ready dicts of the typed
+        sections (defaults filled in); read :attr:`model_cfg`, :attr:`loss_cfg` and
+        :attr:`train_cfg` instead of re-defaulting keys."""
+        return ModelSections(self.model_cfg, self.loss_cfg, self.train_cfg).to_dict()
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device | None = None) -> Metric:
@@ -162,7 +221,7 @@ class Metric:
             raise MetricError(f"{path}: not a model directory (expected {_META} and {_WEIGHTS})")
         try:
             meta = json.loads(meta_path.read_text())
-            model_cfg = ModelConfig.model_validate(meta["config"]["model"])
+            sections = read_config(meta)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise MetricError(f"{meta_path}: malformed ({type(exc).__name__}: {exc})") from None
         if meta.get("format") != MODEL_FORMAT:
@@ -173,15 +232,15 @@ class Metric:
             state = torch.load(w_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
             raise MetricError(f"{w_path}: unreadable weights ({type(exc).__name__})") from None
-        encoder = build_encoder(model_cfg)
+        encoder = build_encoder(sections.model)
         try:
             encoder.load_state_dict(state)
         except RuntimeError as exc:
             raise MetricError(f"{w_path}: weights do not match the config ({exc})") from None
         dev = best_device() if device is None else _usable_device(device)
         try:
-            metric = cls(encoder, meta, path, dev)
-            if metric.latent_dim != model_cfg.latent_dim or len(metric.stats.mean) != 14:
+            metric = cls(encoder, meta, path, dev, sections)
+            if metric.latent_dim != sections.model.latent_dim or len(metric.stats.mean) != 14:
                 raise ValueError("latent_dim or standardisation disagree with the weights")
             return metric
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
