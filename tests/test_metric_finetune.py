@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,18 @@ def test_fine_tuning_runs_data_parallel_under_mpiexec(run_mpi, parent, data_file
     meta = json.loads((out / "metric.json").read_text())
     assert meta["world_size"] == 2 and meta["parent"]["path"] == str(parent)
     assert is_complete(out)
+
+
+def test_trained_model_carries_the_drift_reference_a_monitor_can_use(parent, data_file):
+    from mummi_ml.metric import Metric
+    from mummi_ml.patch import PatchFile
+    from mummi_ml.selector.drift import DriftConfig, DriftMonitor
+
+    metric = Metric.load(parent, device="cpu")
+    mon = DriftMonitor.for_model(metric, DriftConfig(window=10, probe_size=4))
+    assert mon is not None and mon.domain.tau > 0 and mon.domain.reference.shape[1] == 5
+    with PatchFile(data_file) as f:
+        batch = f[np.arange(20)]
+    mon.update(metric.embed(batch.x), batch.classes, batch.ids, batch.x)
+    rec = mon.close(mon.partial())
+    assert rec.probe_n == 4 and 0 < rec.invariance_ratio < 2.0  # training patches: no event
