@@ -107,9 +107,21 @@ class Reservoir:
         if len(classes) and (classes.min() < 0 or classes.max() >= self.n_classes):
             raise SelectorError(f"reservoir.offer: classes outside 0..{self.n_classes - 1}")
         self.seen += np.bincount(classes, minlength=self.n_classes)
-        self._keep(np.concatenate([self.ids, ids]), np.concatenate([self.classes, classes]),
-                   np.concatenate([self.prio, hash_priority(ids)]),
-                   np.concatenate([self.loc, loc]))
+        prio = hash_priority(ids)
+        # a class already full keeps a new arrival only below its largest priority (equal:
+        # decided by the id in _keep): most arrivals of a long stream stop here
+        bar = np.full(self.n_classes, np.iinfo(np.uint64).max, np.uint64)
+        full = self.counts() >= self.per_class
+        if full.any():
+            for c in np.flatnonzero(full):
+                bar[c] = self.prio[self.classes == c].max()
+        cand = prio <= bar[classes]
+        if not cand.any():
+            return
+        self._keep(np.concatenate([self.ids, ids[cand]]),
+                   np.concatenate([self.classes, classes[cand]]),
+                   np.concatenate([self.prio, prio[cand]]),
+                   np.concatenate([self.loc, loc[cand]]))
 
     def _keep(self, ids: np.ndarray, classes: np.ndarray, prio: np.ndarray,
               loc: np.ndarray) -> None:
