@@ -19,6 +19,7 @@ LAYERS: tuple[str, ...] = (
     "evaluate",       # overlap, MARE, AUC, baselines, figures, reports, sweeps
     "backends",       # MD job backends (local processes, Slurm, Flux, handoff), job emitter
     "selector",       # the long-running in situ selector
+    "campaign",       # the campaign report, from a selector state directory
     "config",         # the whole configuration file (every part's section)
     "cli",            # the ``mummi-ml`` command
     "__main__",       # ``python -m mummi_ml``

@@ -1,5 +1,10 @@
 """``mummi-ml train``: train the metric (data parallel under mpiexec / srun / jsrun / flux run).
 
+``--init-from MODEL_DIR`` fine-tunes an existing model (same architecture, else exit 2 naming the
+first differing ``model.*`` key): its weights and standardisation are the start, the schedule is
+``train.finetune_epochs`` / ``train.finetune_learning_rates`` / ``train.finetune_lr_boundaries``
+(set them with ``--set``), and metric.json records the parent's version (``parent``, ``lineage``).
+
 Exit status: 0 trained (``OUT`` is a model directory), 2 bad input, 3 stopped by SIGTERM/SIGUSR1
 after writing a checkpoint (rerun with ``--resume`` to continue).
 """
@@ -25,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true",
         help="continue from DIR/checkpoint.pt if present (else start afresh)",
     )
+    parser.add_argument(
+        "--init-from", metavar="MODEL_DIR", default=None,
+        help="fine-tune this model directory (same architecture) with the train.finetune_* "
+        "schedule instead of training from scratch",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,19 +59,26 @@ def run(args: argparse.Namespace) -> int:
         pass
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise MetricError(f"--out: {args.out} exists and is not a directory")
+    if args.init_from is not None:
+        from mummi_ml.metric import Trainer
+
+        Trainer.check_parent(Path(args.init_from), cfg.model, Path(args.out))
     ctx = init_distributed(cfg.train.device, cfg.train.num_threads)
+    train_cfg = cfg.train.finetuning() if args.init_from is not None else cfg.train
+    how = f"fine-tuning {args.init_from}, " if args.init_from is not None else ""
     try:
         if ctx.is_root:
             print(
                 f"mummi-ml train: {ctx.size} rank(s) ({ctx.info.launcher}, {ctx.backend}, "
-                f"{ctx.device}), global batch {cfg.train.batch_size}, "
-                f"{cfg.train.epochs} epochs -> {args.out}",
+                f"{ctx.device}), {how}global batch {train_cfg.batch_size}, "
+                f"{train_cfg.epochs} epochs -> {args.out}",
                 file=sys.stderr,
             )
         try:
             out = train_model(
                 cfg.model, cfg.loss, cfg.train, [Path(p) for p in args.data], Path(args.out),
                 resume=args.resume, progress=_show_progress(args), ctx=ctx,
+                init_from=args.init_from,
             )
         except TrainingInterrupted as exc:
             if ctx.is_root:

@@ -175,17 +175,42 @@ class TrainConfig(StrictModel):
     embed_batch_size: int = Field(
         4096, ge=1, description="patches per forward pass when embedding (Metric.embed)"
     )
+    finetune_epochs: int = Field(
+        10, ge=1, description="epochs of a fine-tuning run (mummi-ml train --init-from); "
+        "replaces epochs there"
+    )
+    finetune_learning_rates: list[float] = Field(
+        default_factory=lambda: [1e-4, 1e-5],
+        description="piecewise-constant learning rates of a fine-tuning run (--init-from); "
+        "replace learning_rates there",
+    )
+    finetune_lr_boundaries: list[int] = Field(
+        default_factory=lambda: [5],
+        description="epochs after which a fine-tuning run switches learning rate (--init-from); "
+        "replace lr_boundaries there",
+    )
+
+    def finetuning(self) -> TrainConfig:
+        """This config with the fine-tuning schedule (``finetune_*``) as the schedule: what a
+        run with ``--init-from`` trains with (and records in its metric.json)."""
+        return self.model_validate({
+            **self.model_dump(), "epochs": self.finetune_epochs,
+            "learning_rates": list(self.finetune_learning_rates),
+            "lr_boundaries": list(self.finetune_lr_boundaries),
+        })
 
     @model_validator(mode="after")
     def _schedule(self) -> TrainConfig:
-        if len(self.learning_rates) != len(self.lr_boundaries) + 1:
-            raise ValueError(
-                f"learning_rates needs one more value than lr_boundaries "
-                f"(got {len(self.learning_rates)} and {len(self.lr_boundaries)})"
-            )
-        pairs = zip(self.lr_boundaries, self.lr_boundaries[1:], strict=False)
-        if any(b2 <= b1 for b1, b2 in pairs):
-            raise ValueError(f"lr_boundaries must increase (got {self.lr_boundaries})")
-        if any(lr <= 0 for lr in self.learning_rates):
-            raise ValueError(f"learning_rates must be > 0 (got {self.learning_rates})")
+        for prefix in ("", "finetune_"):
+            rates = getattr(self, prefix + "learning_rates")
+            bounds = getattr(self, prefix + "lr_boundaries")
+            if len(rates) != len(bounds) + 1:
+                raise ValueError(
+                    f"{prefix}learning_rates needs one more value than {prefix}lr_boundaries "
+                    f"(got {len(rates)} and {len(bounds)})"
+                )
+            if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)):
+                raise ValueError(f"{prefix}lr_boundaries must increase (got {bounds})")
+            if any(lr <= 0 for lr in rates):
+                raise ValueError(f"{prefix}learning_rates must be > 0 (got {rates})")
         return self

@@ -11,6 +11,15 @@ out-of-domain guard is then off with a warning). Contents (strict JSON)::
     radius_quantiles  {"q50", "q90", "q99", "max"}: quantiles of the distance of the sample's
                       embeddings to the centroid (d_z units)
     dim_min, dim_max  [d] per-dimension range of the sample (for inspection)
+    drift             (optional, for the selector's drift monitor, :mod:`mummi_ml.selector.drift`)
+                      reference      [m, d] evenly spaced subset of the sample (m <= 512)
+                      nn_q50, nn_q95 quantiles of the distance of the OTHER sample embeddings
+                                     to their nearest reference embedding (d_z units)
+                      pair_median    median distance between reference embeddings (d_z)
+                      class_shares   [4] class fractions of the sample
+                      tau            max over <= 32 sample patches of max_rho d(x, rho(x)) (d_z),
+                                     rho over the model's transform group
+                      transform_group  that group ("paper" or "dihedral")
 
 The selector scores an embedding by its distance to the centroid over ``q99``: 1 is the edge of
 99 % of the training patches, and a patch beyond ``selector.ood_threshold`` times that is far
@@ -21,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +46,8 @@ __all__ = [
     "write_domain",
     "load_domain",
     "write_training_domain",
+    "nearest_distance",
+    "invariance_distances",
 ]
 
 DOMAIN_FILE = "embedding_domain.json"
@@ -65,6 +76,18 @@ class EmbeddingDomain:
     dim_max: np.ndarray
     n_patches: int
     model_version: str
+    reference: np.ndarray | None = None
+    nn_q50: float | None = None
+    nn_q95: float | None = None
+    pair_median: float | None = None
+    class_shares: np.ndarray | None = None
+    tau: float | None = None
+    transform_group: str | None = None
+
+    @property
+    def has_drift_reference(self) -> bool:
+        """Whether the optional ``drift`` summary is present (models trained since issue 16)."""
+        return self.reference is not None
 
     @property
     def dim(self) -> int:
@@ -81,6 +104,18 @@ class EmbeddingDomain:
         return self.distance(z) / max(self.q99, 1e-12)
 
     def to_dict(self) -> dict:
+        out = self._base_dict()
+        if self.reference is not None:
+            out["drift"] = {
+                "reference": np.asarray(self.reference, np.float64).tolist(),
+                "nn_q50": self.nn_q50, "nn_q95": self.nn_q95, "pair_median": self.pair_median,
+                "class_shares": None if self.class_shares is None
+                else np.asarray(self.class_shares, np.float64).tolist(),
+                "tau": self.tau, "transform_group": self.transform_group,
+            }
+        return out
+
+    def _base_dict(self) -> dict:
         return {
             "format": _FORMAT,
             "model_version": self.model_version,
@@ -99,7 +134,23 @@ class EmbeddingDomain:
             raise ValueError(f"format {d.get('format')!r}, expected {_FORMAT}")
         q = d["radius_quantiles"]
         centroid = np.asarray(d["centroid"], dtype=np.float64)
+        drift = d.get("drift") or {}
+        extra = {}
+        if drift:
+            ref = np.asarray(drift["reference"], dtype=np.float64)
+            if ref.ndim != 2 or ref.shape[1] != len(centroid) or not np.isfinite(ref).all():
+                raise ValueError("drift.reference: expected a finite [m, d] list")
+            shares = drift.get("class_shares")
+            tau = drift.get("tau")
+            extra = dict(
+                reference=ref, nn_q50=float(drift["nn_q50"]), nn_q95=float(drift["nn_q95"]),
+                pair_median=float(drift["pair_median"]),
+                class_shares=None if shares is None else np.asarray(shares, np.float64),
+                tau=None if tau is None else float(tau),
+                transform_group=drift.get("transform_group"),
+            )
         dom = cls(
+            **extra,
             centroid=centroid,
             q50=float(q["q50"]), q90=float(q["q90"]), q99=float(q["q99"]), max=float(q["max"]),
             dim_min=np.asarray(d["dim_min"], dtype=np.float64),
@@ -115,8 +166,50 @@ class EmbeddingDomain:
         return dom
 
 
-def summarise_embeddings(z: np.ndarray, model_version: str) -> EmbeddingDomain:
-    """Summarise training embeddings ``z [n, d]`` (n >= 1, finite)."""
+def nearest_distance(z: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """float64 ``[n]`` Euclidean distance of each ``z [n, d]`` to its nearest ``reference [m, d]``
+    row (d_z units); chunked, ~n*m*d flops."""
+    z = np.asarray(z, np.float64)
+    ref = np.asarray(reference, np.float64)
+    out = np.empty(len(z))
+    r2 = (ref * ref).sum(1)
+    for lo in range(0, len(z), chunk):
+        zb = z[lo : lo + chunk]
+        d2 = (zb * zb).sum(1)[:, None] + r2[None, :] - 2.0 * zb @ ref.T
+        out[lo : lo + len(zb)] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
+_MAX_REFERENCE = 512
+
+
+def _drift_reference(z: np.ndarray, classes: np.ndarray | None, tau: float | None,
+                     group: str | None) -> dict:
+    """The optional drift summary of sample embeddings ``z [n, d]`` (n >= 4), see the module
+    docstring: every other point (at most 512) is the reference, the rest measures it."""
+    n = len(z)
+    m = min(_MAX_REFERENCE, n // 2)
+    is_ref = np.zeros(n, bool)
+    is_ref[np.unique(np.linspace(0, n - 1, m).round().astype(np.int64))] = True
+    ref = z[is_ref]
+    nn = nearest_distance(z[~is_ref], ref)
+    iu = np.triu_indices(len(ref), 1)
+    pair = np.linalg.norm(ref[:, None, :] - ref[None, :, :], axis=2)[iu]
+    shares = None
+    if classes is not None:
+        counts = np.bincount(np.asarray(classes, np.int64), minlength=4).astype(np.float64)
+        shares = counts / max(counts.sum(), 1.0)
+    return dict(reference=ref, nn_q50=float(np.quantile(nn, 0.5)),
+                nn_q95=float(np.quantile(nn, 0.95)), pair_median=float(np.median(pair)),
+                class_shares=shares, tau=tau, transform_group=group)
+
+
+def summarise_embeddings(
+    z: np.ndarray, model_version: str, classes: np.ndarray | None = None,
+    tau: float | None = None, transform_group: str | None = None,
+) -> EmbeddingDomain:
+    """Summarise training embeddings ``z [n, d]`` (n >= 1, finite); with n >= 4 also the drift
+    reference (``classes [n]`` give the class shares, ``tau`` the invariance scale)."""
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or len(z) == 0:
         raise MetricError(f"embeddings: expected a non-empty [n, d] array, got {list(z.shape)}")
@@ -125,8 +218,27 @@ def summarise_embeddings(z: np.ndarray, model_version: str) -> EmbeddingDomain:
     c = z.mean(axis=0)
     r = np.linalg.norm(z - c, axis=1)
     q50, q90, q99 = (float(v) for v in np.quantile(r, [0.5, 0.9, 0.99]))
+    extra = _drift_reference(z, classes, tau, transform_group) if len(z) >= 4 else {}
     return EmbeddingDomain(c, q50, q90, q99, float(r.max()), z.min(axis=0), z.max(axis=0),
-                           len(z), model_version)
+                           len(z), model_version, **extra)
+
+
+def invariance_distances(
+    embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray, group: str = "paper",
+) -> np.ndarray:
+    """float64 ``[n]``: for each raw patch of ``x [n, 37, 37, 14]``, max over the non-identity
+    transformations rho of ``group`` of ``|z(rho(x)) - z(x)|`` (d_z units). Each patch's views
+    are embedded as one batch of their own, so the value does not depend on the other patches
+    (the same on any rank)."""
+    from mummi_ml.patch import apply_transforms
+
+    x = np.asarray(x, np.float32)
+    out = np.zeros(len(x))
+    for i in range(len(x)):
+        views = np.concatenate([x[i : i + 1], apply_transforms(x[i : i + 1], group)[0]])
+        z = np.asarray(embed(np.ascontiguousarray(views)), np.float64)
+        out[i] = float(np.linalg.norm(z[1:] - z[0], axis=1).max())
+    return out
 
 
 def write_domain(model_dir: str | Path, domain: EmbeddingDomain) -> Path:
@@ -175,5 +287,10 @@ def write_training_domain(
     with PatchDataset([Path(p) for p in data]) as ds:
         n = len(ds)
         idx = np.unique(np.linspace(0, n - 1, min(n, max_patches)).round().astype(np.int64))
-        z = metric.embed(ds[idx].x)
-    return write_domain(model_dir, summarise_embeddings(z, metric.version))
+        sample = ds[idx]
+    z = metric.embed(sample.x)
+    group = str(metric.config.get("model", {}).get("transform_group", "paper"))
+    probe = np.unique(np.linspace(0, len(idx) - 1, min(len(idx), 32)).round().astype(np.int64))
+    tau = float(invariance_distances(metric.embed, sample.x[probe], group).max())
+    return write_domain(model_dir, summarise_embeddings(z, metric.version, sample.classes,
+                                                        tau, group))

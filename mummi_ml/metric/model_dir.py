@@ -3,8 +3,16 @@
 Layout of a model directory (also the training run directory)::
 
     metric.json     format, package version, config (model/loss/train), standardisation,
-                    profile channels, lambda_rad, latent_dim, data fingerprint, weights hash
+                    profile channels, lambda_rad, latent_dim, data fingerprint, weights hash;
+                    for a fine-tuned model (``mummi-ml train --init-from``) also ``parent``
+                    (``{"version", "path"}`` of the model it started from) and ``lineage``
+                    (versions of its ancestors, oldest first, then its parent)
     weights.pt      the encoder's state dict (tensors only; torch.load(weights_only=True))
+    embedding_domain.json   where its training patches embed (:mod:`mummi_ml.metric.domain`)
+    COMPLETE        marker written LAST by training (after every file above, fsynced): a
+                    watcher (the selector's hot swap) adopts a directory only once it exists;
+                    contents ``{"version": ...}``. Training removes it first when it (re)starts
+                    in a directory. Directories without it still load (older models).
 
 ``Metric.load(DIR).embed(x)`` maps RAW patches ``[N, 37, 37, 14]`` to ``[N, d]``.
 """
@@ -21,7 +29,7 @@ import numpy as np
 import torch
 
 from mummi_ml import __version__
-from mummi_ml.durable import atomic_path, write_json_atomic
+from mummi_ml.durable import atomic_path, fsync_dir, fsync_file, write_json_atomic
 from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
 from mummi_ml.metric.encoder import Encoder
 from mummi_ml.metric.errors import MetricError
@@ -36,10 +44,59 @@ __all__ = [
     "weights_hash",
     "build_encoder",
     "MODEL_FORMAT",
+    "COMPLETE_MARKER",
+    "ARCHITECTURE_KEYS",
+    "write_complete_marker",
+    "clear_complete_marker",
+    "is_complete",
+    "check_same_architecture",
 ]
 
 MODEL_FORMAT = 1
 _META, _WEIGHTS = "metric.json", "weights.pt"
+COMPLETE_MARKER = "COMPLETE"
+ARCHITECTURE_KEYS = (
+    "latent_dim", "depth_multiplier", "sep_filters", "conv_filters", "transform_group",
+    "invariance",
+)
+"""``model:`` keys that fix the encoder's parameters and forward pass (must match to reuse
+weights); the others (profile channels, BatchNorm momentum/eps) only affect training."""
+
+
+def write_complete_marker(model_dir: Path, version: str) -> Path:
+    """Write ``COMPLETE`` (fsynced, then the directory fsynced): call after every other file of
+    the model directory is in place, so its existence means the directory is whole."""
+    model_dir = Path(model_dir)
+    for name in (_WEIGHTS, _META):
+        fsync_file(model_dir / name)
+    write_json_atomic(model_dir / COMPLETE_MARKER, {"version": version}, fsync=True)
+    return model_dir / COMPLETE_MARKER
+
+
+def clear_complete_marker(model_dir: Path) -> None:
+    """Remove ``COMPLETE`` (training starting or resuming in ``model_dir``), durably."""
+    path = Path(model_dir) / COMPLETE_MARKER
+    if path.exists():
+        path.unlink()
+        fsync_dir(path.parent)
+
+
+def is_complete(model_dir: str | Path) -> bool:
+    """Whether training finished writing ``model_dir`` (its ``COMPLETE`` marker exists)."""
+    return (Path(model_dir) / COMPLETE_MARKER).is_file()
+
+
+def check_same_architecture(parent: dict[str, Any], model_cfg: ModelConfig, where: str) -> None:
+    """Raise MetricError naming the first :data:`ARCHITECTURE_KEYS` entry on which the parent's
+    ``model:`` config (a dict from its metric.json) and ``model_cfg`` differ."""
+    mine = model_cfg.model_dump(mode="json")
+    for key in ARCHITECTURE_KEYS:
+        if parent.get(key) != mine.get(key):
+            raise MetricError(
+                f"{where}: model.{key} = {mine.get(key)!r} in this run's config, "
+                f"{parent.get(key)!r} in the parent model (same architecture required: set "
+                f"model.{key}={parent.get(key)!r} or train from scratch)"
+            )
 
 
 def build_encoder(model_cfg: ModelConfig) -> Encoder:

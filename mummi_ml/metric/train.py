@@ -14,7 +14,14 @@ encoder in DistributedDataParallel and computes the loss on the GLOBAL batch:
 
 Run directory ``out_dir``: ``checkpoint.pt`` (every epoch and on SIGTERM/SIGUSR1),
 ``train_log.csv``, ``training_curve.png``, ``cache/`` (statistics, Upsilon), and at the end the
-model (``weights.pt``, ``metric.json``; see :mod:`mummi_ml.metric.model_dir`).
+model (``weights.pt``, ``metric.json``, ``embedding_domain.json``, then the ``COMPLETE`` marker
+last; see :mod:`mummi_ml.metric.model_dir`).
+
+Fine-tuning (``init_from``, ``mummi-ml train --init-from MODEL_DIR``): the encoder starts from the
+parent model's weights and standardisation (its architecture keys must equal this run's
+``model:`` section), trains with the ``train.finetune_*`` schedule instead of ``epochs`` /
+``learning_rates`` / ``lr_boundaries`` (see :meth:`TrainConfig.finetuning`), and records its
+``parent`` and ``lineage`` in metric.json. Data parallel exactly as a run from scratch.
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ from mummi_ml.metric.domain import write_training_domain
 from mummi_ml.metric.errors import MetricError, TrainingInterrupted
 from mummi_ml.metric.history import plot_curves, write_log
 from mummi_ml.metric.losses import metric_loss
-from mummi_ml.metric.model_dir import build_encoder, write_model_dir
+from mummi_ml.metric.model_dir import (
+    Metric,
+    build_encoder,
+    check_same_architecture,
+    clear_complete_marker,
+    write_complete_marker,
+    write_model_dir,
+)
 from mummi_ml.metric.quality import mare, overlap_percent
 from mummi_ml.metric.schedule import learning_rate_at
 from mummi_ml.metric.signals import StopFlag
@@ -48,7 +62,8 @@ __all__ = ["train_model", "Trainer", "RESUME_FREE_KEYS", "keep_freed_memory"]
 
 RESUME_FREE_KEYS = frozenset(
     {"epochs", "num_threads", "device", "cache_mb", "val_max_patches", "val_metric_patches",
-     "embed_batch_size", "stream_window"}
+     "embed_batch_size", "stream_window", "finetune_epochs", "finetune_learning_rates",
+     "finetune_lr_boundaries"}
 )
 """``train:`` keys that may change between a run and its resumption (others must match)."""
 
@@ -62,6 +77,7 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     ctx: DistContext | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train a metric and write its model directory.
 
@@ -74,6 +90,8 @@ def train_model(
         ctx: an existing parallel context (default: :func:`init_distributed`, closed at the end).
             Under an MPI launcher the default trains data-parallel over ALL ranks; pass
             ``mummi_ml.parallel.local_context()`` to train on this rank alone.
+        init_from: a model directory to fine-tune (same architecture; see the module docstring):
+            its weights are the starting point and ``train_cfg.finetune_*`` the schedule.
 
     Returns:
         ``out_dir``, now a model directory (``Metric.load(out_dir)``).
@@ -86,7 +104,8 @@ def train_model(
     if ctx is None:
         ctx = init_distributed(train_cfg.device, train_cfg.num_threads)
     try:
-        trainer = Trainer(model_cfg, loss_cfg, train_cfg, data, Path(out_dir), ctx, progress)
+        trainer = Trainer(model_cfg, loss_cfg, train_cfg, data, Path(out_dir), ctx, progress,
+                          init_from=init_from)
         return trainer.run(resume)
     finally:
         if own:
@@ -131,7 +150,12 @@ class Trainer:
         out_dir: Path,
         ctx: DistContext,
         progress: bool = True,
+        init_from: str | Path | None = None,
     ):
+        self.parent: Metric | None = None
+        if init_from is not None:
+            self.parent = self.check_parent(Path(init_from), model_cfg, Path(out_dir))
+            train_cfg = train_cfg.finetuning()
         self.model_cfg, self.loss_cfg, self.cfg = model_cfg, loss_cfg, train_cfg
         self.paths = [Path(p) for p in ([data] if isinstance(data, (str, Path)) else data)]
         if not self.paths:
@@ -145,6 +169,28 @@ class Trainer:
         self._val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def check_parent(path: Path, model_cfg: ModelConfig, out_dir: Path) -> Metric:
+        """The model to fine-tune from ``path``, loaded on the CPU and checked: a model directory,
+        not ``out_dir``, same architecture as ``model_cfg`` (else MetricError, one line)."""
+        where = f"--init-from {path}"
+        if path.resolve() == out_dir.resolve():
+            raise MetricError(f"{where}: the output directory must differ from the parent model")
+        try:
+            parent = Metric.load(path, device="cpu")
+        except MetricError as exc:
+            raise MetricError(f"{where}: {exc}") from None
+        check_same_architecture(parent.config.get("model", {}), model_cfg, where)
+        return parent
+
+    def _lineage(self) -> dict[str, Any]:
+        """metric.json entries recording the parent model (empty for a run from scratch)."""
+        if self.parent is None:
+            return {}
+        older = [str(v) for v in self.parent.meta.get("lineage", [])]
+        return {"parent": {"version": self.parent.version, "path": str(self.parent.path)},
+                "lineage": [*older, self.parent.version]}
+
     def _config_dict(self) -> dict[str, Any]:
         return {
             "model": self.model_cfg.model_dump(mode="json"),
@@ -165,11 +211,14 @@ class Trainer:
                         f"the checkpoint was written with {old!r}"
                     )
 
-    def _setup(self, resume: bool) -> None:
+    def setup(self, resume: bool) -> None:
+        """Build data, encoder (from the parent's weights when fine-tuning, or the checkpoint's
+        when resuming) and optimiser; :meth:`run` calls it."""
         ctx, cfg = self.ctx, self.cfg
         keep_freed_memory()  # ~20% of a CPU step was page faults on fresh tensors
         if ctx.is_root:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            clear_complete_marker(self.out_dir)  # the directory is no longer a whole model
         ctx.barrier()
         if self.ckpt_path.exists() and not resume:
             raise MetricError(
@@ -195,6 +244,8 @@ class Trainer:
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
             self.rows = [dict(r) for r in state["history"]]
             self.partial = [float(v) for v in state["partial"]]
+        elif self.parent is not None:  # fine-tuning: the parent's weights and standardisation
+            self.encoder.load_state_dict(self.parent.encoder.state_dict())
         self.dtype = torch.float64 if cfg.precision == "float64" else torch.float32
         self.encoder.to(ctx.device, self.dtype)
         self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.learning_rates[0])
@@ -232,6 +283,24 @@ class Trainer:
         terms.total.backward()
         self.optimizer.step()
         return terms.as_floats()
+
+    @torch.no_grad()
+    def batch_loss(self, batch: Batch) -> dict[str, float]:
+        """The loss terms :meth:`train_step` would optimise on ``batch``, without a step
+        (training mode: BatchNorm uses the batch's statistics)."""
+        dev = self.ctx.device
+        x = torch.from_numpy(batch.x).to(dev, self.dtype)
+        views = self.loss_cfg.w_inv > 0
+        zv = self.model(x, views=views)
+        if not views:
+            zv = zv[:, None]
+        b, k, d = zv.shape
+        z_all = all_gather_with_grad(zv.reshape(b, k * d)).reshape(-1, k, d)
+        ups = None
+        if self.loss_cfg.w_rad > 0:
+            ups = torch.from_numpy(batch.upsilon).to(dev, self.dtype)
+        labels = torch.from_numpy(batch.labels).to(dev)
+        return metric_loss(z_all, labels, ups, self.loss_cfg).as_floats()
 
     def _stop_requested(self, flag: StopFlag) -> bool:
         if not self.ctx.distributed:
@@ -297,7 +366,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> Path:
         """Train from the start or the checkpoint to ``train.epochs``; write the model."""
-        self._setup(resume)
+        self.setup(resume)
         cfg, ctx = self.cfg, self.ctx
         steps = self.data.steps_per_epoch
         samples_per_step = cfg.batch_size  # a sample = a patch with its transformations
@@ -358,13 +427,16 @@ class Trainer:
                 else:
                     self.partial = [0.0] * 6
             if ctx.is_root:
+                stats = self.parent.stats if self.parent is not None else self.data.stats
                 write_model_dir(
-                    self.out_dir, self.encoder, self.data.stats, self.model_cfg, self.loss_cfg,
+                    self.out_dir, self.encoder, stats, self.model_cfg, self.loss_cfg,
                     cfg, self.data.data_hash,
                     extra={"epochs_trained": cfg.epochs, "world_size": ctx.size,
-                           "data_files": [str(p) for p in self.paths]},
+                           "data_files": [str(p) for p in self.paths], **self._lineage()},
                 )
                 write_training_domain(self.out_dir, self.paths, str(ctx.device))
+                version = Metric.load(self.out_dir, device="cpu").version
+                write_complete_marker(self.out_dir, version)  # LAST: the model is whole
             ctx.barrier()
         self.data.close()
         return self.out_dir

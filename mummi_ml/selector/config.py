@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mummi_ml.config_loader import StrictModel
 from mummi_ml.patch.constants import N_CLASSES
+from mummi_ml.selector.drift_config import DriftConfig
 from mummi_ml.selector.groups import QueuesConfig
 
 __all__ = ["SelectorConfig"]
@@ -108,6 +109,10 @@ class SelectorConfig(StrictModel):
     )
     wait_timeout_s: float = Field(
         3600.0, gt=0, description="--once: seconds to wait for emitted jobs before exiting"
+    )
+    drift: DriftConfig | None = Field(
+        None, description="drift monitor: window of arrivals and thresholds (see "
+        "mummi_ml.selector.drift); null: no monitor"
     )
 
     @model_validator(mode="after")
