@@ -21,7 +21,7 @@ def selector_comm(mpmd: bool = False) -> tuple[Any, Any]:
     from mpi4py import MPI
 
     if mpmd:
-        from mummi_ml.continuum.coupler_mpi import split_mpmd
+        from mummi_ml.patch.stream import split_mpmd
 
         layout = split_mpmd("selector")
         return (layout.local if layout.local.Get_size() > 1 else None), layout
