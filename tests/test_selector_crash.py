@@ -1,7 +1,8 @@
 """Crash safety of the selector service: kill -9 at random moments, restart (also on another
 number of ranks), and check that every patch is accounted for exactly once, that the books
 balance after every restart (ingested = accepted + quarantined, accepted = pooled + selected +
-evicted, in status.json and the checkpoint) and that no job is submitted twice. The service runs as a real subprocess with the real job emitter."""
+evicted, in status.json and the checkpoint) and that no job is submitted twice. The service
+runs as a real subprocess with the real job emitter."""
 
 from __future__ import annotations
 
