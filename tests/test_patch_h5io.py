@@ -242,7 +242,7 @@ def test_writer_without_fsync_still_renames_only_on_a_clean_close(tmp_path, rng)
 
 
 def test_writer_that_cannot_rename_leaves_no_temporary_file(tmp_path, monkeypatch, rng):
-    import mummi_ml.patch.h5io as h5io_module
+    import mummi_ml.durable as durable_module  # the writer renames through mummi_ml.durable
 
     def refuse(src, dst):
         raise OSError(28, "No space left on device")
@@ -250,7 +250,7 @@ def test_writer_that_cannot_rename_leaves_no_temporary_file(tmp_path, monkeypatc
     out = tmp_path / "p.h5"
     w = PatchWriter(out)
     w.append(make_batch(rng, 3))
-    monkeypatch.setattr(h5io_module.os, "replace", refuse)
+    monkeypatch.setattr(durable_module.os, "replace", refuse)
     with pytest.raises(PatchFileError, match="cannot finish writing"):
         w.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -11,7 +11,8 @@ the backend asked for the cancel (its ``cancel`` marker exists): a signal from a
 Slurm's SIGTERM to every process of a step at the end of a batch link) is recorded as a kill by
 that signal, which the emitter resubmits. The parent service may die at any time: the
 runner lives in its own session, so the job and its record survive, and a restarted service finds
-the job by name. Only the standard library is imported here (fast start, no side effects).
+the job by name. Only the standard library and :mod:`mummi_ml.durable` are imported here (no
+side effects).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from mummi_ml.durable import write_json_atomic
 
 KILL_GRACE_S = 10.0
 
@@ -38,16 +41,11 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via a temp file and ``os.replace`` (atomic for readers).
-
-    No fsync: these records describe processes of this node, which a node crash ends anyway;
-    what must survive a node crash (the submission journal, job directories) is fsynced.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+def write_record(path: Path, data: dict) -> None:
+    """Write one of the local backend's JSON records atomically, without fsync: these records
+    describe processes of this node, which a node crash ends anyway; what must survive a node
+    crash (the submission journal, job directories) is fsynced."""
+    write_json_atomic(path, data, fsync=False, indent=None)
 
 
 def main(record_dir: str) -> int:
@@ -83,7 +81,7 @@ def main(record_dir: str) -> int:
     except FileExistsError:
         return 0  # declared lost or cancelled before we started: never run it
     # started.json is written after the handlers are in place: a canceller that sees it may signal
-    write_json_atomic(
+    write_record(
         rec / "started.json",
         {"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "t": time.time()},
     )
@@ -113,7 +111,7 @@ def main(record_dir: str) -> int:
         reason = "cancelled"
     elif received and not reason:
         reason = f"signal {received[0]} from outside (not a requested cancel)"
-    write_json_atomic(
+    write_record(
         rec / "exit.json",
         {"exit_code": code, "cancelled": requested, "signals": received, "reason": reason,
          "t": time.time()},

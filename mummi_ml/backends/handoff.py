@@ -42,8 +42,8 @@ from typing import Any
 
 from mummi_ml.backends.base import JOB_NAME_PATTERN, BackendError, JobBackend, JobInfo, JobState
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.durable import fsync_dir
 from mummi_ml.errors import MummiMLError
-from mummi_ml.fsutil import fsync_path
 
 __all__ = [
     "HandoffBackend",
@@ -159,7 +159,7 @@ def _write_once(path: Path, data: dict[str, Any]) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_path(path.parent)
+    fsync_dir(path.parent)
     return True
 
 

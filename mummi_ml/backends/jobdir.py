@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -20,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from mummi_ml.durable import fsync_dir, fsync_file, rename, write_json_atomic
 from mummi_ml.errors import MummiMLError
-from mummi_ml.fsutil import fsync_path
 from mummi_ml.jsonutil import finite_or_none, json_dumps_strict
 from mummi_ml.patch import PatchBatch, write_patches
 
-__all__ = ["JobDirs", "JobDirError", "PATCH_FILE", "JOB_JSON", "write_json_atomic"]
+__all__ = ["JobDirs", "JobDirError", "PATCH_FILE", "JOB_JSON"]
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +35,6 @@ _TMP_PREFIX = ".tmp-"
 
 class JobDirError(MummiMLError, ValueError):
     """A bad patch id for a job directory, or a job directory that already exists."""
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to a temp file, fsync, then ``os.replace`` it onto ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json_dumps_strict(data, indent=1))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class JobDirs:
@@ -86,10 +75,9 @@ class JobDirs:
             write_patches(tmp / PATCH_FILE, patch, attrs={"created_by": "mummi-ml job emitter"})
             (tmp / JOB_JSON).write_text(json_dumps_strict({"patch_id": pid, **meta}, indent=1))
             for name in (PATCH_FILE, JOB_JSON):  # data on disk before the rename publishes it
-                fsync_path(tmp / name)
-            fsync_path(tmp)
-            os.rename(tmp, final)  # atomic
-            fsync_path(self.root)  # the new entry survives a node crash
+                fsync_file(tmp / name)
+            fsync_dir(tmp)
+            rename(tmp, final, fsync=True)  # atomic; the new entry survives a node crash
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -101,7 +89,7 @@ class JobDirs:
         try:
             meta = json.loads(path.read_text())
             meta.update(changes)
-            write_json_atomic(path, meta)
+            write_json_atomic(path, meta, fsync=True, indent=1)
         except (OSError, ValueError) as exc:
             log.warning("cannot update %s: %s", path, exc)
 

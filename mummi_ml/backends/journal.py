@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mummi_ml.durable import append_jsonl, write_text_atomic
 from mummi_ml.errors import MummiMLError
+from mummi_ml.jsonutil import json_dumps_strict
 
 __all__ = ["Journal", "JournalError", "JOURNAL_EVENTS"]
 
@@ -49,7 +51,6 @@ class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = None
 
     def replay(self) -> Iterator[dict[str, Any]]:
         """Yield every complete event in order; drop a torn last line (truncating the file)."""
@@ -85,7 +86,6 @@ class Journal:
             yield event
 
     def _truncate(self, size: int) -> None:
-        self.close()
         with open(self.path, "r+b") as f:
             f.truncate(size)
             f.flush()
@@ -95,25 +95,12 @@ class Journal:
         """Append one event (``event["event"]`` in :data:`JOURNAL_EVENTS`); flush and fsync."""
         if event.get("event") not in JOURNAL_EVENTS:
             raise JournalError(f"journal event: expected one of {JOURNAL_EVENTS}, got {event!r}")
-        event = {**event, "t": event.get("t", time.time())}
-        if self._file is None:
-            self._file = open(self.path, "ab")
-        self._file.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        append_jsonl(self.path, {**event, "t": event.get("t", time.time())}, fsync=True)
 
     def rewrite(self, events: list[dict[str, Any]]) -> None:
         """Replace the whole journal with ``events`` atomically (compaction)."""
-        self.close()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            for event in events:
-                f.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json_dumps_strict(e) + "\n" for e in events),
+                          fsync=True)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Nothing to release: each append opens and closes the file (kept for callers)."""

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mummi_ml.backends._runner import proc_start_ticks, write_json_atomic
+from mummi_ml.backends._runner import proc_start_ticks, write_record
 from mummi_ml.backends.base import (
     JOB_NAME_PATTERN,
     BackendError,
@@ -79,7 +79,7 @@ class LocalBackend(JobBackend):
             rec.mkdir()
         except FileExistsError:
             raise BackendError(f"job name {name!r}: already used (record {rec})") from None
-        write_json_atomic(
+        write_record(
             rec / "spec.json",
             {"name": name, "argv": argv, "job_dir": str(job_dir), "t": time.time()},
         )
@@ -96,7 +96,7 @@ class LocalBackend(JobBackend):
         except OSError as exc:  # e.g. EAGAIN: too many processes
             raise BackendError(f"local: cannot start the runner of {name!r}: {exc}") from None
         self._procs[name] = proc
-        write_json_atomic(
+        write_record(
             rec / "launched.json", {"pid": proc.pid, "start_ticks": proc_start_ticks(proc.pid)}
         )
         return name
@@ -129,7 +129,7 @@ class LocalBackend(JobBackend):
         if not _claim(rec):
             return JobInfo(name, name, JobState.PENDING)  # a runner claimed it just now
         reason = "lost during submission (never started)"
-        write_json_atomic(rec / "exit.json", {"exit_code": None, "lost": True, "reason": reason})
+        write_record(rec / "exit.json", {"exit_code": None, "lost": True, "reason": reason})
         return JobInfo(name, name, JobState.FAILED, None, reason)
 
     @staticmethod
@@ -170,7 +170,7 @@ class LocalBackend(JobBackend):
         started = _read_json(rec / "started.json")
         if started is None:
             if _claim(rec):  # no runner will ever start it
-                write_json_atomic(
+                write_record(
                     rec / "exit.json", {"exit_code": None, "cancelled": True, "reason": "cancelled"}
                 )
             return

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from mummi_ml.durable import write_json_atomic
+
 __all__ = ["OUTCOME_FORMAT", "FORWARDED", "outcome_path", "read_outcome", "wrap", "main"]
 
 OUTCOME_FORMAT = 1
@@ -65,17 +67,7 @@ def wrap(argv: list[str], job_dir: Path, name: str, attempt: int) -> list[str]:
 
 
 def _write(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_json_atomic(path, data, fsync=True, indent=None)
 
 
 def main(args: list[str]) -> int:

@@ -21,6 +21,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.durable import atomic_path
 
 __all__ = ["SlurmBackend", "slurm_state"]
 
@@ -86,10 +87,9 @@ class SlurmBackend(JobBackend):
         script_dir.mkdir(parents=True, exist_ok=True)
         self.script = script_dir / "exec.sh"
         if not self.script.exists() or self.script.read_text() != EXEC_SCRIPT:
-            tmp = self.script.with_suffix(".tmp")
-            tmp.write_text(EXEC_SCRIPT)
-            tmp.chmod(0o755)
-            tmp.replace(self.script)
+            with atomic_path(self.script, fsync=False) as tmp:
+                tmp.write_text(EXEC_SCRIPT)
+                tmp.chmod(0o755)
         self._accounting = True  # until sacct says it is disabled
 
     @classmethod

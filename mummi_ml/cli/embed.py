@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+
+from mummi_ml.durable import atomic_path
 
 HELP = "embed patches with a trained metric: HDF5 patch files -> z.npy [N, d] float32"
 USES_CONFIG = False  # reads no configuration: no --config/--set
@@ -50,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     with PatchDataset([Path(p) for p in args.data]) as ds:
         n = len(ds)
         # a hidden name no "*.npy" glob matches; removed on any failure
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with atomic_path(out, fsync=False) as tmp:
             z = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(n, metric.latent_dim))
             pos = 0
@@ -74,10 +72,6 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(len(batch))
             z.flush()
             del z
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     print(f"mummi-ml embed: {n} patches -> {out} [{n}, {metric.latent_dim}] "
           f"(model {metric.version})", file=sys.stderr)
     return 0

@@ -3,11 +3,11 @@ one figure and returns its path."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from mummi_ml.durable import atomic_path
 from mummi_ml.evaluate.histograms import PairHistogram2D
 from mummi_ml.evaluate.pr_curve import PRCurve
 from mummi_ml.evaluate.spacetime import BinnedCurve, DecorrelationFit
@@ -35,14 +35,11 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    # hidden, and not *.png: a glob of final names never matches it; removed on failure
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:  # no *.png glob matches the temporary
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         _plt().close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mummi_ml import __version__
+from mummi_ml.durable import write_json_atomic
 from mummi_ml.evaluate.config import EvaluateConfig
 from mummi_ml.evaluate.errors import EvaluationError
 from mummi_ml.evaluate.evaluation import embed_all, evaluate_representation
@@ -44,7 +44,6 @@ from mummi_ml.evaluate.spacetime import (
     time_difference_curve,
 )
 from mummi_ml.evaluate.table import TableRow, table_markdown
-from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import CLASS_NAMES, PatchBatch, mean_concentrations, open_patches
 
 __all__ = ["load_eval_set", "run_evaluation", "METRICS_FORMAT"]
@@ -128,9 +127,7 @@ def _json_default(o: Any):
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json_dumps_strict(data, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, fsync=False, indent=1, default=_json_default)
 
 
 def run_evaluation(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mummi_ml.durable import write_text_atomic
 
 __all__ = ["Figure", "markdown_tables_to_html", "write_report", "time_section_html"]
 
@@ -120,7 +121,5 @@ def write_report(
             f"{html.escape(fig.caption)}</figcaption></figure>"
         )
     parts.append("</body></html>")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(parts), fsync=False)
     return path

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from mummi_ml.durable import atomic_path, write_json_atomic
 from mummi_ml.evaluate.errors import EvaluationError
-from mummi_ml.jsonutil import json_dumps_strict
 
 __all__ = [
     "SweepRun",
@@ -168,9 +168,7 @@ def _world(comm):
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json_dumps_strict(data, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, fsync=False, indent=1)
 
 
 def _train_and_evaluate(
@@ -361,11 +359,9 @@ def plot_parallel_coordinates(rows: list[dict], best: int, path: Path) -> Path:
     ax.set(yticks=[], ylim=(-0.15, 1.12), title=f"{len(rows)} models (dashed red: ablations)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # no *.png glob matches it
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp:  # no *.png glob matches the temporary
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

@@ -10,12 +10,12 @@ order is a function of (seed, epoch), so (epoch, step) restores it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mummi_ml.durable import atomic_path
 from mummi_ml.metric.errors import MetricError
 
 __all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
@@ -27,9 +27,8 @@ CHECKPOINT_FORMAT = 1
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus the format number) atomically to ``path``."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
     return path
 
 

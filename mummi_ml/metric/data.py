@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mummi_ml.durable import atomic_path
 from mummi_ml.metric.config import ModelConfig, TrainConfig
 from mummi_ml.metric.errors import MetricError
 from mummi_ml.metric.split import Split, epoch_order, split_indices
@@ -73,13 +73,8 @@ class Batch:
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # no *.npy glob matches it
-    try:
-        with open(tmp, "wb") as fh:  # a file object: np.save adds no ".npy"
-            np.save(fh, arr)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr)  # a file object: np.save adds no ".npy"
 
 
 class TrainingData:

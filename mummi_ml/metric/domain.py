@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mummi_ml.jsonutil import json_dumps_strict
+from mummi_ml.durable import write_json_atomic
 from mummi_ml.metric.errors import MetricError
 
 __all__ = [
@@ -133,9 +132,7 @@ def summarise_embeddings(z: np.ndarray, model_version: str) -> EmbeddingDomain:
 def write_domain(model_dir: str | Path, domain: EmbeddingDomain) -> Path:
     """Write ``embedding_domain.json`` into a model directory (atomically)."""
     path = Path(model_dir) / DOMAIN_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json_dumps_strict(domain.to_dict(), indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, domain.to_dict(), fsync=False, indent=1)
     return path
 
 

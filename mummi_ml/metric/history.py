@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
+
+from mummi_ml.durable import atomic_path
 
 __all__ = ["LOG_COLUMNS", "write_log", "plot_curves"]
 
@@ -18,13 +19,11 @@ LOG_COLUMNS = (
 
 def write_log(path: Path, rows: list[dict[str, float]]) -> None:
     """Write all rows as CSV (atomically)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path, fsync=False) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
 
 
 def plot_curves(path: Path, rows: list[dict[str, float]]) -> None:
@@ -46,7 +45,8 @@ def plot_curves(path: Path, rows: list[dict[str, float]]) -> None:
     axes[2].plot(ep, [r["val_mare"] for r in rows], "o-")
     axes[2].set(xlabel="epoch", ylabel="validation MARE (d_z)")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, fsync=False) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from mummi_ml import __version__
-from mummi_ml.jsonutil import json_dumps_strict
+from mummi_ml.durable import atomic_path, write_json_atomic
 from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
 from mummi_ml.metric.encoder import Encoder
 from mummi_ml.metric.errors import MetricError
@@ -76,9 +75,8 @@ def write_model_dir(
         k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu().clone())
         for k, v in encoder.state_dict().items()
     }
-    tmp = out_dir / (_WEIGHTS + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out_dir / _WEIGHTS)
+    with atomic_path(out_dir / _WEIGHTS, fsync=True) as tmp:
+        torch.save(state, tmp)
     meta = {
         "format": MODEL_FORMAT,
         "package_version": __version__,
@@ -97,9 +95,7 @@ def write_model_dir(
         },
         **(extra or {}),
     }
-    tmp = out_dir / (_META + ".tmp")
-    tmp.write_text(json_dumps_strict(meta, indent=2))
-    os.replace(tmp, out_dir / _META)
+    write_json_atomic(out_dir / _META, meta, fsync=True, indent=2)
     return out_dir
 
 

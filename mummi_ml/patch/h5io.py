@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -52,8 +51,8 @@ import h5py
 import numpy as np
 
 from mummi_ml import __version__
+from mummi_ml.durable import fsync_file, rename
 from mummi_ml.errors import PatchFileError, PatchValidationError
-from mummi_ml.fsutil import fsync_path
 from mummi_ml.patch.batch import META_FIELDS, OPTIONAL_FIELDS, PatchBatch
 from mummi_ml.patch.constants import CHANNEL_NAMES, PATCH_SHAPE, PIXEL_SIZE_NM
 from mummi_ml.patch.validate import validate_batch
@@ -140,7 +139,7 @@ class PatchWriter:
         chunk_patches: patches per HDF5 chunk (the unit of compression and of streaming reads).
         compression_level: gzip level 0-9 (0: no compression).
         durable: fsync the data before the rename (default). False leaves the flush to the
-            caller (e.g. one :func:`~mummi_ml.fsutil.fsync_path` of many files before a
+            caller (e.g. one :func:`~mummi_ml.durable.fsync_file` of many files before a
             checkpoint that refers to them); the rename still only happens on a clean close.
 
     Use as a context manager; on an exception the temporary file is removed and nothing appears
@@ -277,8 +276,8 @@ class PatchWriter:
             self._file.close()
             self._file = None
             if self.durable:  # the data is on disk before the name says the file is complete
-                fsync_path(self.tmp_path)
-            os.replace(self.tmp_path, self.path)
+                fsync_file(self.tmp_path)
+            rename(self.tmp_path, self.path, fsync=self.durable)
         except (OSError, RuntimeError, ValueError) as exc:
             # a full disk or a failed rename: no temporary file is left, nothing at ``path``
             self.abort()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from mummi_ml.durable import write_json_atomic
 from mummi_ml.errors import MummiMLError
-from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch.constants import CHANNEL_NAMES, N_CHANNELS
 
 __all__ = ["ChannelStats"]
@@ -93,11 +92,9 @@ class ChannelStats:
         return ChannelStats(mean=mean, std=std, count=count)
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (atomically: temp file + rename)."""
+        """Write as JSON (atomically; not fsynced: derived from the data)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json_dumps_strict(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_dict(), fsync=False, indent=2)
 
     @staticmethod
     def load(path: str | Path) -> ChannelStats:

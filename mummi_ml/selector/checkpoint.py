@@ -5,7 +5,7 @@ Layout under ``STATE/checkpoints/ckpt-SSSSSSSS/``::
     rank-RRRRR.h5     a rank's pool (ids, classes, z, dk, seen, src, seg, row), evicted and
                       quarantined ids, counters, covered spool files, next payload segment
     selected.h5       (rank 0) the selected set and the accepted-id set, replicated on all ranks
-    manifest.json     written last (tmp + os.replace): the checkpoint is complete iff it exists
+    manifest.json     written last (atomically, fsynced): the checkpoint is complete iff it exists
 
 A restart loads the newest complete checkpoint on any number of ranks: the old pools, laid end to
 end in old-rank order, are dealt round-robin to the new ranks (candidate g goes to g % R).
@@ -14,7 +14,6 @@ end in old-rank order, are dealt round-robin to the new ranks (candidate g goes 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mummi_ml.durable import atomic_path, write_json_atomic
 from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.pool import POOL_FIELDS
@@ -53,10 +53,8 @@ def checkpoint_dir(state_dir: str | Path, seq: int) -> Path:
 
 
 def _atomic_h5(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path, fsync=True) as tmp, h5py.File(tmp, "w") as f:
         write(f)
-    os.replace(tmp, path)
 
 
 def write_rank_state(ckpt: Path, rank: int, st: RankState) -> Path:
@@ -99,12 +97,7 @@ def write_manifest(ckpt: Path, manifest: dict) -> Path:
     """Write ``manifest.json`` last and atomically: this completes the checkpoint."""
     data = {"schema": SCHEMA, "version": VERSION, "time": time.time(), **manifest}
     path = ckpt / "manifest.json"
-    tmp = path.with_name("manifest.json.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json_dumps_strict(data, indent=1))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, data, fsync=True, indent=1)
     return path
 
 

@@ -14,7 +14,6 @@ from the picks' payload segments before the checkpoint may delete those, and app
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mummi_ml.durable import append_jsonl_many, write_json_atomic
 from mummi_ml.errors import MummiMLError
 from mummi_ml.selector.importance import importance_weights
 
@@ -111,11 +111,8 @@ class PickNames:
                 for q in qs:
                     new[ids[q]] = ""
         if new:
-            with open(self.path, "a") as fh:
-                for i, n in new.items():
-                    fh.write(json.dumps({"id": i, "name": n}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            append_jsonl_many(self.path, [{"id": i, "name": n} for i, n in new.items()],
+                              fsync=True)
             self.names.update(new)
         return [self.names[i] for i in ids]
 
@@ -138,12 +135,7 @@ def write_weights(state_dir: str | Path, ids: np.ndarray, names: list[str], raw:
             "checkpoint": int(checkpoint), "ids": [int(i) for i in ids], "names": list(names),
             "weights_raw": [int(w) for w in raw],
             "weights": [float(w) for w in normalise_weights(raw)]}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, data, fsync=True, indent=None)
     return path
 
 

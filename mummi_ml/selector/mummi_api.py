@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mummi_ml.durable import atomic_path
 from mummi_ml.errors import MummiMLError
-from mummi_ml.fsutil import fsync_path
 from mummi_ml.selector.config import SelectorConfig
 from mummi_ml.selector.distance import score
 from mummi_ml.selector.greedy import LazyGreedy
@@ -260,8 +259,7 @@ class PatchSelector:
         """Write the whole state to ``workspace/mummi-ml-selector.h5`` atomically, then
         ``weights.json`` (raw and mean-1 weights by id and name)."""
         path = self.workspace / STATE_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path, fsync=True) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["schema"] = "mummi-ml-mummi-api"
             f.attrs["version"] = 1
             f.attrs["meta"] = json.dumps({
@@ -274,8 +272,6 @@ class PatchSelector:
                     f.create_dataset(f"pool/{k}", data=v)
                 for k, v in self.selected.to_arrays().items():
                     f.create_dataset(f"selected/{k}", data=v)
-        fsync_path(tmp)
-        os.replace(tmp, path)
         if self.selected is not None:
             raw = importance_weights(self.pool.z, self.selected.z)
             write_weights(self.workspace, self.selected.ids,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mummi_ml.fsutil import fsync_path
+from mummi_ml.durable import fsync_dir, fsync_file
 from mummi_ml.patch import PatchBatch, PatchFile, PatchWriter
 
 __all__ = ["PayloadStore"]
@@ -67,9 +67,9 @@ class PayloadStore:
         for path in self.unsynced:
             if path.exists():  # one deleted behind our back must not stop the checkpoint
                 # (its candidates fail at emission, which records them)
-                fsync_path(path)
+                fsync_file(path)
         if n:
-            fsync_path(self.dir(self.rank))
+            fsync_dir(self.dir(self.rank))
         self.unsynced = []
         return n
 

@@ -7,11 +7,11 @@ back as ``inf`` (:func:`mummi_ml.jsonutil.float_or_inf`)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from mummi_ml.durable import append_jsonl_many, write_text_atomic
 from mummi_ml.jsonutil import float_or_inf, json_dumps_strict
 from mummi_ml.selector.greedy import Pick
 
@@ -41,14 +41,10 @@ class PicksLog:
     def repair(self) -> None:
         """Rewrite the file with its complete entries only (atomically), before appending."""
         entries = self.read()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json_dumps_strict(e) + "\n" for e in entries))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json_dumps_strict(e) + "\n" for e in entries),
+                          fsync=True)
 
     def append(self, picks: list[Pick], z: np.ndarray) -> None:
         """Append picks with their embeddings ``z [p, d]``; durable when this returns."""
-        with open(self.path, "a") as fh:
-            for p, zi in zip(picks, z, strict=True):
-                fh.write(json_dumps_strict({**p.__dict__, "z": [float(v) for v in zi]}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl_many(self.path, [{**p.__dict__, "z": [float(v) for v in zi]}
+                                      for p, zi in zip(picks, z, strict=True)], fsync=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from mummi_ml.durable import write_json_atomic
 from mummi_ml.errors import MummiMLError
-from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["run_service", "selector_comm"]
@@ -64,8 +63,6 @@ def run_service(cfg: Any, once: bool = False, mpmd: bool = False,
         w = importance_weights(svc.pool.z, svc.selected.z, comm)
         if svc.rank == 0:
             p = Path(weights_path)
-            tmp = p.with_name(p.name + ".tmp")
-            tmp.write_text(json_dumps_strict({"ids": [int(i) for i in svc.selected.ids],
-                                              "weights": w.tolist()}))
-            os.replace(tmp, p)
+            write_json_atomic(p, {"ids": [int(i) for i in svc.selected.ids],
+                                  "weights": w.tolist()}, fsync=False, indent=None)
     return rc

@@ -6,7 +6,6 @@ selector ranks; decisions (stop, checkpoint, report) are agreed by one ``Allredu
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -15,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mummi_ml.durable import append_jsonl
 from mummi_ml.errors import MummiMLError
-from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.selector.collectives import allreduce_max, bcast_int, rank_size
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.greedy import LazyGreedy
@@ -47,10 +46,7 @@ batch chains in ``jobs/`` start no further link. Remove it before starting the s
 
 
 def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json_dumps_strict(record) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_jsonl(path, record, fsync=True)
 
 
 class SelectorService:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from mummi_ml.durable import rename, write_json_atomic
 from mummi_ml.errors import PatchFileError
-from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import PatchBatch, read_patches
 from mummi_ml.patch.stream import (
     ARCHIVE_DIR,
@@ -152,7 +151,7 @@ class SpoolSource:
             # only this rank writes its claimed directory, so a unique name stays unique
             dest = _unique(self.claimed_dir / f.name)
             try:
-                os.rename(f, dest)
+                rename(f, dest, fsync=False)
             except FileNotFoundError:  # another rank was faster
                 continue
             except OSError as exc:
@@ -173,7 +172,7 @@ class SpoolSource:
             if d == self.claimed_dir or o % self.size != self.rank:
                 continue
             for f in sorted(d.glob(f"*{SPOOL_SUFFIX}")):
-                os.rename(f, _unique(self.claimed_dir / f.name))
+                rename(f, _unique(self.claimed_dir / f.name), fsync=False)
         return sorted(self.claimed_dir.glob(f"*{SPOOL_SUFFIX}"))
 
     @staticmethod
@@ -193,11 +192,9 @@ class SpoolSource:
         """Move an unreadable file to ``quarantine/`` with ``NAME.reason.json`` beside it."""
         dest = _unique(self.root / QUARANTINE_DIR / _short_name(path.name))
         note = dest.with_name(dest.name + REASON_SUFFIX)
-        tmp = note.with_name(note.name + ".tmp")
-        tmp.write_text(json_dumps_strict({"file": path.name, "reason": reason, "rank": self.rank,
-                                   "time": time.time()}))
-        os.replace(tmp, note)
-        os.rename(path, dest)
+        write_json_atomic(note, {"file": path.name, "reason": reason, "rank": self.rank,
+                                 "time": time.time()}, fsync=False, indent=None)
+        rename(path, dest, fsync=False)
         return dest
 
     def retire(self, names: list[str]) -> int:
@@ -210,6 +207,6 @@ class SpoolSource:
             if self.after == "delete":
                 p.unlink()
             else:
-                os.rename(p, _unique(self.root / ARCHIVE_DIR / name))
+                rename(p, _unique(self.root / ARCHIVE_DIR / name), fsync=False)
             n += 1
         return n

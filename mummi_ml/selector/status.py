@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from mummi_ml.jsonutil import json_dumps_strict
+from mummi_ml.durable import write_json_atomic
 from mummi_ml.selector.errors import SelectorError
 
 __all__ = ["STATUS_NAME", "write_status", "read_status", "format_status"]
@@ -16,11 +15,9 @@ STATUS_NAME = "status.json"
 
 
 def write_status(state_dir: str | Path, status: dict[str, Any]) -> Path:
-    """Write ``status.json`` (tmp file + ``os.replace``: readers never see half a file)."""
+    """Write ``status.json`` (atomically: readers never see half a file; not fsynced)."""
     path = Path(state_dir) / STATUS_NAME
-    tmp = path.with_name(STATUS_NAME + ".tmp")
-    tmp.write_text(json_dumps_strict(status, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_json_atomic(path, status, fsync=False, indent=1, sort_keys=True)
     return path
 
 
