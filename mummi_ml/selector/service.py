@@ -60,9 +60,8 @@ class SelectorService:
         embedding: the embedding (default: from the config; injected in tests).
         emitter_factory: ``state_dir -> emitter`` for rank 0 (default: the configured backend
             with :class:`mummi_ml.backends.JobEmitter`).
-        mpi_layout: ``split_mpmd("selector")`` result when patches come over MPI (handed to
-            :func:`~mummi_ml.selector.source.open_sources`).
-        sources: the sources to poll (default: those ``selector.sources`` names).
+        sources: the sources to poll (default: :func:`~mummi_ml.selector.source.open_sources`
+            of the config, without an MPMD layout).
     """
 
     def __init__(
@@ -71,7 +70,6 @@ class SelectorService:
         comm: Any = None,
         embedding: Embedding | None = None,
         emitter_factory: Callable[[Path], Any] | None = None,
-        mpi_layout: Any = None,
         sources: list[PatchSource] | None = None,
     ):
         self.cfg, self.s = cfg, cfg.selector
@@ -97,7 +95,7 @@ class SelectorService:
             self.comm, make_domain_guard(self.s, self.emb), ledger=self.state.ledger,
         )
         self.sources = (sources if sources is not None
-                        else open_sources(self.s, self.rank, self.size, mpi_layout))
+                        else open_sources(self.s, self.rank, self.size))
         for src in self.sources:
             src.recover(self.state.restored_covered)
         self._emit_failures: dict[int, int] = {}  # pick id -> failed emit attempts
