@@ -7,6 +7,12 @@ explicit operations on them: :meth:`SelectorState.restore`, :meth:`~SelectorStat
 :meth:`~SelectorState.report` and :meth:`~SelectorState.replay_picks`. The file format is
 :mod:`mummi_ml.selector.checkpoint`. A new checkpointed field goes into
 :class:`~mummi_ml.selector.checkpoint.RankState` and the two conversions here.
+
+The containers (pool, selected set, accepted ids, ledger, payload store) are changed in place,
+never replaced: the greedy engine and the ingest hold references to them. Candidates and picks
+carry their embeddings and the location of their payload (``src``, ``seg``, ``row``), so a new
+embedding model can be applied by re-reading the payloads and re-embedding in place (then
+:attr:`SelectorState.meta` names the new model, and the next checkpoint records it).
 """
 
 from __future__ import annotations
