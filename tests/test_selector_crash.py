@@ -1,6 +1,8 @@
 """Crash safety of the selector service: kill -9 at random moments, restart (also on another
-number of ranks), and check that every patch is accounted for exactly once and that no job is
-submitted twice. The service runs as a real subprocess with the real job emitter."""
+number of ranks), and check that every patch is accounted for exactly once, that the books
+balance after every restart (ingested = accepted + quarantined, accepted = pooled + selected +
+evicted, in status.json and the checkpoint) and that no job is submitted twice. The service
+runs as a real subprocess with the real job emitter."""
 
 from __future__ import annotations
 
@@ -75,6 +77,29 @@ def _wait_running(state: Path, since: float, timeout: float = 60) -> None:
     raise AssertionError("the selector did not start")
 
 
+def _check_balance(state: Path) -> None:
+    """The books balance in the last status.json and in the newest checkpoint's manifest:
+    ingested = accepted + quarantined, accepted = pooled + selected + evicted."""
+    st = json.loads((state / "status.json").read_text())
+    assert st["ingested"] == st["accepted"] + st["quarantined"], st
+    assert st["accepted"] == st["pooled"] + st["selected"] + st["evicted"], st
+    found = latest_checkpoint(state)
+    if found is not None:
+        man = found[1]
+        c = man["counters"]
+        assert c["ingested"] == c["accepted"] + c["quarantined"], man
+        assert c["accepted"] == c["pooled"] + man["n_selected"] + c["evicted"], man
+
+
+def _check_totals(state: Path, written: set[int], rounds: int) -> None:
+    """After the final run every written patch was accepted once; the repeated ids (5 a round)
+    are the only quarantined patches."""
+    st = json.loads((state / "status.json").read_text())
+    assert st["accepted"] == len(written)
+    assert st["quarantined"] == 5 * rounds
+    assert st["ingested"] == len(written) + 5 * rounds
+
+
 def _check_accounting(tmp_path: Path, written: set[int]) -> None:
     state = tmp_path / "state"
     ckpt, man = latest_checkpoint(state)
@@ -116,10 +141,12 @@ def _kill_rounds(tmp_path: Path, rng, rounds: int) -> set[int]:
                                 stderr=subprocess.DEVNULL)
         try:
             _wait_running(tmp_path / "state", t0)
+            _check_balance(tmp_path / "state")  # as restarted
             time.sleep(rng.uniform(0.05, 1.5))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
+        _check_balance(tmp_path / "state")  # as killed
     written |= _write_round(spool, rng, rounds)
     return written
 
@@ -135,6 +162,8 @@ def test_kill_9_then_restart_on_two_ranks_loses_and_repeats_nothing(run_mpi, tmp
     written = _kill_rounds(tmp_path, rng, rounds=2)
     _final_once(run_mpi, tmp_path, 2)
     _check_accounting(tmp_path, written)
+    _check_balance(tmp_path / "state")
+    _check_totals(tmp_path / "state", written, rounds=3)
 
 
 @pytest.mark.slow
@@ -144,6 +173,8 @@ def test_kill_9_many_rounds_then_restart_on_three_ranks(run_mpi, tmp_path):
     written = _kill_rounds(tmp_path, rng, rounds=6)
     _final_once(run_mpi, tmp_path, 3)
     _check_accounting(tmp_path, written)
+    _check_balance(tmp_path / "state")
+    _check_totals(tmp_path / "state", written, rounds=7)
 
 
 def test_sigusr1_checkpoints_and_sigterm_stops_cleanly(tmp_path):

@@ -2,8 +2,8 @@
 
 Sinks: :class:`SpoolSink` writes one HDF5 file per batch into a spool directory, atomically
 (``NAME.h5.tmp`` renamed to ``NAME.h5``; a reader claims only ``*.h5``); :class:`MPISink` sends
-to selector ranks (:mod:`mummi_ml.continuum.coupler_mpi`). :func:`stream_patches` re-chunks the
-per-frame batches to ``batch_size`` and optionally throttles to ``rate`` patches/s.
+to selector ranks (protocol and naming: :mod:`mummi_ml.patch.stream`). :func:`stream_patches`
+re-chunks the per-frame batches to ``batch_size`` and optionally throttles to ``rate`` patches/s.
 """
 
 from __future__ import annotations
@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from mummi_ml.continuum.config import ContinuumConfig
-from mummi_ml.continuum.coupler_mpi import MPMDLayout, send_batch, send_end
 from mummi_ml.continuum.params import ContinuumError
 from mummi_ml.continuum.simulate import PatchSimulation, simulate_patches
 from mummi_ml.patch import PatchBatch, write_patches
+from mummi_ml.patch.stream import MPMDLayout, send_batch, send_end, spool_name
 
 __all__ = ["SpoolSink", "MPISink", "RateLimiter", "stream_patches", "spool_name"]
-
-
-def spool_name(replica: int, seq: int) -> str:
-    """File name of the ``seq``-th batch of ``replica`` in a spool directory."""
-    return f"patches-r{replica:05d}-{seq:08d}.h5"
 
 
 class SpoolSink:

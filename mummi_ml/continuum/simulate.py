@@ -49,6 +49,7 @@ class PatchSimulation:
         preset: ``pre-campaign`` or ``campaign`` (None: ``cfg.preset``).
         replica: replica id (added to the seed; stored with every patch).
         seed_offset: extra seed offset (independent runs of one replica, e.g. histories).
+        first_seq: sequence number of the first patch (the sequence part of the patch ids).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class PatchSimulation:
         preset: str | None = None,
         replica: int = 0,
         seed_offset: int = 0,
+        first_seq: int = 0,
     ):
         self.cfg = cfg if cfg is not None else ContinuumConfig()
         if replica < 0 or replica >= 2**23:
@@ -68,7 +70,7 @@ class PatchSimulation:
         self.rng = np.random.default_rng(seed)
         self.model = MembraneModel(self.params, self.rng, workers=self.cfg.fft_workers)
         self.steps_per_frame = int(round(self.params.frame_interval_us / self.params.dt_us))
-        self._seq = 0
+        self._seq = int(first_seq)
         self._equilibrated = False
 
     @property
@@ -229,8 +231,7 @@ def simulate_histories(
     batches: list[PatchBatch] = []
     left, run = n_histories, 0
     while left > 0:
-        sim = PatchSimulation(cfg, preset, replica, seed_offset=run + 1)
-        sim._seq = run << 24
+        sim = PatchSimulation(cfg, preset, replica, seed_offset=run + 1, first_seq=run << 24)
         sim.equilibrate()
         dt = min(sim.params.dt_us, interval)
         sub = max(1, int(round(interval / dt)))

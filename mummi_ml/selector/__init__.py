@@ -9,6 +9,7 @@ status).
 
 from mummi_ml.selector.checkpoint import latest_checkpoint, load_rank_state, load_selected
 from mummi_ml.selector.config import SelectorConfig
+from mummi_ml.selector.counters import Counters, Ledger
 from mummi_ml.selector.distance import (
     distances,
     distances_to_point,
@@ -25,6 +26,7 @@ from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.importance import importance_weights
 from mummi_ml.selector.ingest import QUARANTINE_CODES, Ingestor
 from mummi_ml.selector.live_weights import ImportanceWeights, read_weights
+from mummi_ml.selector.mpi_source import MpiSource
 from mummi_ml.selector.mummi_api import MummiPatch, PatchSelector, SelectorManager
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.payloads import PayloadStore
@@ -32,11 +34,22 @@ from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.reference import naive_rerank_select, reference_select, topk_once_select
 from mummi_ml.selector.selected import SelectedSet
 from mummi_ml.selector.service import SelectorService
+from mummi_ml.selector.source import Arrival, PatchSource, Poll, open_sources
 from mummi_ml.selector.spool import SpoolSource
+from mummi_ml.selector.state import SelectorState, StateMeta
 from mummi_ml.selector.status import format_status, read_status, write_status
 
 __all__ = [
     "QUARANTINE_CODES",
+    "Arrival",
+    "Counters",
+    "Ledger",
+    "MpiSource",
+    "PatchSource",
+    "Poll",
+    "SelectorState",
+    "StateMeta",
+    "open_sources",
     "CandidatePool",
     "CheckpointError",
     "Embedding",

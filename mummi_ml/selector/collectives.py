@@ -30,9 +30,9 @@ def allgather_rows(comm: Any, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     comm.Allgather(np.array([len(arr)], dtype=np.int64), counts)
     row = int(np.prod(arr.shape[1:], dtype=np.int64))
     out = np.empty((int(counts.sum()), *arr.shape[1:]), dtype=arr.dtype)
-    from mpi4py import MPI
+    from mpi4py.util.dtlib import from_numpy_dtype
 
-    mpitype = MPI._typedict[arr.dtype.char]
+    mpitype = from_numpy_dtype(arr.dtype)
     comm.Allgatherv(arr.reshape(-1), [out.reshape(-1), counts * row, None, mpitype])
     return out, counts
 

@@ -35,6 +35,7 @@ from mummi_ml.jsonutil import json_dumps_strict
 from mummi_ml.patch import PatchBatch, check_patches
 from mummi_ml.patch.validate import NEGATIVE_COUNT, NONFINITE, RAF_EXCEEDS_RAS
 from mummi_ml.selector.collectives import allgather_rows, rank_size
+from mummi_ml.selector.counters import Ledger
 from mummi_ml.selector.distance import score
 from mummi_ml.selector.greedy import LazyGreedy
 from mummi_ml.selector.idset import IdSet
@@ -61,7 +62,7 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 
 
 class Ingestor:
-    """Brings batches into the rank's pool. Counters and id records are plain attributes.
+    """Brings batches into the rank's pool, counting into the rank's :class:`Ledger`.
 
     Args:
         embed: ``x [n, 37, 37, 14] float32 -> z [n, d] float32`` (the metric, or a stand-in).
@@ -74,6 +75,7 @@ class Ingestor:
         quarantine_log: JSON-lines file of quarantine details (appended), or None.
         comm: communicator of the selector ranks (None: one rank).
         domain_guard: the out-of-domain guard, or None (no guard).
+        ledger: where counts and quarantined/evicted ids go (default: a new one).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Ingestor:
         quarantine_log: str | Path | None = None,
         comm: Any = None,
         domain_guard: DomainGuard | None = None,
+        ledger: Ledger | None = None,
     ):
         self.embed, self.engine, self.payloads = embed, engine, payloads
         self.accepted, self.nn, self.capacity = accepted, nn, int(capacity)
@@ -96,12 +99,23 @@ class Ingestor:
         self.comm = comm
         self.domain_guard = domain_guard
         self.rank, _ = rank_size(comm)
-        self.counters = {"ingested": 0, "accepted": 0, "quarantined": 0, "evicted": 0,
-                         "quarantined_files": 0, "replayed": 0}
-        self.quarantined_ids = np.zeros(0, dtype=np.uint64)
-        self.quarantined_codes = np.zeros(0, dtype=np.int8)
-        self.evicted_ids = np.zeros(0, dtype=np.uint64)
+        self.ledger = ledger if ledger is not None else Ledger()
         self.seconds = 0.0  # wall time spent in step()
+
+    @property
+    def evicted_ids(self) -> np.ndarray:
+        """uint64 ids evicted by this rank (the ledger's)."""
+        return self.ledger.evicted_ids
+
+    @property
+    def quarantined_ids(self) -> np.ndarray:
+        """uint64 ids quarantined by this rank (the ledger's)."""
+        return self.ledger.quarantined_ids
+
+    @property
+    def quarantined_codes(self) -> np.ndarray:
+        """int8 reason codes of :attr:`quarantined_ids`."""
+        return self.ledger.quarantined_codes
 
     @property
     def pool(self):
@@ -111,11 +125,7 @@ class Ingestor:
         ids = np.asarray(ids, dtype=np.uint64)
         if len(ids) == 0:
             return
-        self.quarantined_ids = np.concatenate([self.quarantined_ids, ids])
-        self.quarantined_codes = np.concatenate(
-            [self.quarantined_codes, np.full(len(ids), code, np.int8)]
-        )
-        self.counters["quarantined"] += len(ids)
+        self.ledger.quarantine(ids, code)
         log.warning("rank %d: quarantined %d patches from %s: %s (e.g. %s)", self.rank, len(ids),
                     origin, QUARANTINE_CODES[code], details[0] if details else "")
         if self.quarantine_log is not None:
@@ -127,7 +137,7 @@ class Ingestor:
 
     def _validate(self, batch: PatchBatch, origin: str) -> PatchBatch:
         """The valid, unique-within-batch patches of a batch (the rest quarantined)."""
-        self.counters["ingested"] += len(batch)
+        self.ledger.counters.ingested += len(batch)
         try:
             check = check_patches(batch.x, batch.y)
         except PatchValidationError as exc:
@@ -186,8 +196,8 @@ class Ingestor:
             pos += len(b)
             if r.any():  # counted as ingested and accepted when the pick was replayed
                 n = int(r.sum())
-                self.counters["replayed"] += n
-                self.counters["ingested"] -= n
+                self.ledger.counters.replayed += n
+                self.ledger.counters.ingested -= n
             if d.any():
                 picked = np.isin(b.ids[d], s.ids)
                 why = [f"id {i} already selected (a re-sent copy)" if p else f"id {i} already seen"
@@ -234,16 +244,8 @@ class Ingestor:
         src, seg, rows = self.payloads.put(b)
         self.pool.add(z, dk, ids=b.ids, classes=groups,
                       seen=np.full(len(b), len(s), np.int64), src=src, seg=seg, row=rows)
-        self.counters["accepted"] += len(b)
+        self.ledger.counters.accepted += len(b)
         return len(b)
-
-    def count_replayed_pick(self) -> None:
-        """A pick replayed from the picks log that the restored checkpoint did not hold: it was
-        ingested and accepted before the crash (the counters restored from the checkpoint do not
-        show it). Counted once, on rank 0; its copy that arrives later is a replay."""
-        if self.rank == 0:
-            self.counters["ingested"] += 1
-            self.counters["accepted"] += 1
 
     def _evict(self) -> None:
         p = self.pool
@@ -258,7 +260,6 @@ class Ingestor:
         out = cand[order[:extra]]
         ids = p.ids[out].copy()
         p.remove(out)
-        self.evicted_ids = np.concatenate([self.evicted_ids, ids])
-        self.counters["evicted"] += len(ids)
+        self.ledger.evict(ids)
         log.info("rank %d: evicted %d least novel candidates (capacity %d; novelty <= %.4g)",
                  self.rank, len(ids), self.capacity, float(s[out].max()))

@@ -17,13 +17,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mummi_ml.durable import append_jsonl_many, write_json_atomic
 from mummi_ml.errors import MummiMLError
 from mummi_ml.selector.importance import importance_weights
+
+if TYPE_CHECKING:
+    from mummi_ml.selector.state import SelectorState
 
 __all__ = ["ImportanceWeights", "PickNames", "publish_weights", "read_weights", "WEIGHTS_FILE",
            "normalise_weights"]
@@ -114,15 +117,14 @@ class PickNames:
         return [self.names[i] for i in ids]
 
 
-def publish_weights(svc: Any) -> None:
-    """Compute the weights (collective over ``svc.comm``) and, on rank 0, write
-    ``weights.json`` atomically. ``svc`` is a :class:`SelectorService` (uses its pool,
-    selected set, payloads, state directory, checkpoint sequence)."""
-    raw = importance_weights(svc.pool.z, svc.selected.z, svc.comm)
-    if svc.rank != 0:
+def publish_weights(state: SelectorState) -> None:
+    """Compute the weights of ``state``'s selected set (collective over ``state.comm``) and, on
+    rank 0, write ``weights.json`` atomically, tagged with the coming checkpoint's number."""
+    raw = importance_weights(state.pool.z, state.selected.z, state.comm)
+    if state.rank != 0:
         return
-    names = PickNames(svc.state_dir).resolve(svc.selected, svc.payloads)
-    write_weights(svc.state_dir, svc.selected.ids, names, raw, svc.ckpt_seq)
+    names = PickNames(state.state_dir).resolve(state.selected, state.payloads)
+    write_weights(state.state_dir, state.selected.ids, names, raw, state.seq)
 
 
 def write_weights(state_dir: str | Path, ids: np.ndarray, names: list[str], raw: np.ndarray,

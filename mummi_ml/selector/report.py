@@ -1,19 +1,17 @@
-"""Global status of the service: counters summed over ranks, status.json, one log line."""
+"""Global status of the service: status.json and one log line, from counters summed over ranks
+(:meth:`mummi_ml.selector.state.SelectorState.report` sums them)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-
-from mummi_ml.selector.collectives import allreduce_sum
-from mummi_ml.selector.state import COUNTERS
 from mummi_ml.selector.status import write_status
 
-__all__ = ["build_status", "ACTIVE_STATES"]
+__all__ = ["build_status", "RateMeter", "ACTIVE_STATES"]
 
 ACTIVE_STATES = ("submitting", "pending", "running")
 """Job states counted in ``jobs_active``: submitted (or being submitted) and not ended."""
@@ -21,42 +19,60 @@ ACTIVE_STATES = ("submitting", "pending", "running")
 log = logging.getLogger("mummi_ml.selector")
 
 
-def build_status(svc: Any, state: str) -> dict:
-    """Sum the counters over ranks (collective); rank 0 writes status.json and logs a line."""
-    ing = svc.ingestor
-    local = [int(ing.counters.get(k, 0)) for k in COUNTERS] + [len(svc.pool), svc.pool.nbytes]
-    tot = allreduce_sum(svc.comm, np.array(local, dtype=np.int64)).tolist()
-    c = dict(zip([*COUNTERS, "pooled", "pool_bytes"], tot, strict=True))
-    if svc.rank != 0:
-        return c
-    now = time.monotonic()
-    dt = max(1e-9, now - svc._last.get("report_t", svc._last["ckpt"]))
-    rate = (c["ingested"] - svc._last["ingested"]) / dt
-    svc._last["ingested"], svc._last["report_t"] = c["ingested"], now
-    ck = dict(svc.last_checkpoint)
+@dataclass
+class RateMeter:
+    """Ingest rate between two reports.
+
+    Attributes:
+        last_t: ``time.monotonic()`` of the last report (None: none yet).
+        last_ingested: patches ingested (all ranks) at the last report.
+    """
+
+    last_t: float | None = None
+    last_ingested: int = 0
+
+    def rate(self, ingested: int, since: float) -> float:
+        """Patches/s since the last report (or since ``since``, a monotonic time, before the
+        first), and remember this one."""
+        now = time.monotonic()
+        dt = max(1e-9, now - (self.last_t if self.last_t is not None else since))
+        r = (ingested - self.last_ingested) / dt
+        self.last_t, self.last_ingested = now, ingested
+        return r
+
+
+def build_status(
+    sums: dict[str, int], meter: RateMeter, *, label: str, jobs: dict[str, int],
+    uptime_s: float, n_ranks: int, selected: int, bytes_per_candidate: int,
+    model_version: str, novelty: str, last_checkpoint: dict, state_dir: Path, since: float,
+) -> dict:
+    """Rank 0: the status record (``sums``: every counter, ``pooled`` and ``pool_bytes`` summed
+    over ranks), written to ``STATE/status.json`` and logged as one line."""
+    rate = meter.rate(sums["ingested"], since)
+    ck = dict(last_checkpoint)
     if "time" in ck:
         ck["time_iso"] = _dt.datetime.fromtimestamp(ck["time"], _dt.timezone.utc).isoformat(
             timespec="seconds")
-    jobs = svc.emitter.counts() if svc.emitter is not None else {}
     status = {
-        **c,
-        "state": state,
+        **sums,
+        "state": label,
         "time": time.time(),
-        "uptime_s": time.time() - svc.t_start,
-        "n_ranks": svc.size,
-        "selected": len(svc.selected),
+        "uptime_s": uptime_s,
+        "n_ranks": n_ranks,
+        "selected": selected,
         "jobs": jobs,
         "jobs_active": sum(jobs.get(k, 0) for k in ACTIVE_STATES),
         "patches_per_s": rate,
-        "bytes_per_candidate": svc.pool.bytes_per_candidate,
-        "model_version": svc.emb.version,
-        "novelty": svc.s.novelty,
+        "bytes_per_candidate": bytes_per_candidate,
+        "model_version": model_version,
+        "novelty": novelty,
         "last_checkpoint": ck,
-        "state_dir": str(svc.state_dir),
+        "state_dir": str(state_dir),
     }
-    write_status(svc.state_dir, status)
+    write_status(state_dir, status)
+    c = sums
     log.info("%s: ingested %d (%.0f/s), pooled %d, quarantined %d (+%d files), evicted %d, "
-             "selected %d, jobs %s", state, c["ingested"], rate, c["pooled"], c["quarantined"],
-             c["quarantined_files"], c["evicted"], len(svc.selected),
-             {k: v for k, v in status["jobs"].items() if v})
+             "selected %d, jobs %s", label, c["ingested"], rate, c["pooled"], c["quarantined"],
+             c["quarantined_files"], c["evicted"], selected,
+             {k: v for k, v in jobs.items() if v})
     return status

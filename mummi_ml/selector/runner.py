@@ -8,7 +8,9 @@ from typing import Any
 
 from mummi_ml.durable import write_json_atomic
 from mummi_ml.errors import MummiMLError
+from mummi_ml.selector.collectives import rank_size
 from mummi_ml.selector.errors import SelectorError
+from mummi_ml.selector.source import open_sources
 
 __all__ = ["run_service", "selector_comm"]
 
@@ -20,7 +22,7 @@ def selector_comm(mpmd: bool = False) -> tuple[Any, Any]:
     from mpi4py import MPI
 
     if mpmd:
-        from mummi_ml.continuum.coupler_mpi import split_mpmd
+        from mummi_ml.patch.stream import split_mpmd
 
         layout = split_mpmd("selector")
         return (layout.local if layout.local.Get_size() > 1 else None), layout
@@ -48,7 +50,9 @@ def run_service(cfg: Any, once: bool = False, mpmd: bool = False,
         cfg.selector.sources = [*cfg.selector.sources, "mpi"]
     comm, layout = selector_comm(mpmd)
     try:
-        svc = SelectorService(cfg, comm=comm, mpi_layout=layout)
+        rank, size = rank_size(comm)
+        sources = open_sources(cfg.selector, rank, size, layout)
+        svc = SelectorService(cfg, comm=comm, sources=sources)
         svc.install_signal_handlers()
         rc = svc.run(once=once)
     except Exception as exc:

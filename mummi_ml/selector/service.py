@@ -15,23 +15,22 @@ from typing import Any
 import numpy as np
 
 from mummi_ml.durable import append_jsonl
-from mummi_ml.errors import MummiMLError, PatchFileError
-from mummi_ml.selector.collectives import allgather_rows, allreduce_max, bcast_int, rank_size
+from mummi_ml.errors import MummiMLError
+from mummi_ml.selector.collectives import allreduce_max, bcast_int, rank_size
 from mummi_ml.selector.embedder import Embedding, make_embedding
 from mummi_ml.selector.greedy import LazyGreedy
 from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
 from mummi_ml.selector.live_weights import publish_weights
-from mummi_ml.selector.mpi_source import MpiSource
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.ood import make_domain_guard
 from mummi_ml.selector.payloads import PayloadStore
 from mummi_ml.selector.picks_log import PicksLog
 from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.selected import SelectedSet
-from mummi_ml.selector.spool import SpoolSource
-from mummi_ml.selector.state import restore_state, save_checkpoint
+from mummi_ml.selector.source import PatchSource, Poll, open_sources
+from mummi_ml.selector.state import SelectorState, StateMeta
 
 __all__ = ["SelectorService"]
 
@@ -51,7 +50,9 @@ def _append_line(path: Path, record: dict) -> None:
 
 
 class SelectorService:
-    """The long-running selector of one rank.
+    """The long-running selector of one rank: composes the sources, the state
+    (:class:`~mummi_ml.selector.state.SelectorState`), the ingest, the greedy engine and, on
+    rank 0, the job emitter.
 
     Args:
         cfg: the whole :class:`mummi_ml.config.Config` (``selector:`` and ``jobs:`` are used).
@@ -59,7 +60,8 @@ class SelectorService:
         embedding: the embedding (default: from the config; injected in tests).
         emitter_factory: ``state_dir -> emitter`` for rank 0 (default: the configured backend
             with :class:`mummi_ml.backends.JobEmitter`).
-        mpi_layout: ``split_mpmd("selector")`` result when patches come over MPI.
+        sources: the sources to poll (default: :func:`~mummi_ml.selector.source.open_sources`
+            of the config, without an MPMD layout).
     """
 
     def __init__(
@@ -68,7 +70,7 @@ class SelectorService:
         comm: Any = None,
         embedding: Embedding | None = None,
         emitter_factory: Callable[[Path], Any] | None = None,
-        mpi_layout: Any = None,
+        sources: list[PatchSource] | None = None,
     ):
         self.cfg, self.s = cfg, cfg.selector
         self.comm = comm
@@ -79,26 +81,23 @@ class SelectorService:
         self.kk = self.s.knn_k if self.s.novelty == "mean_knn" else 1
         self._stop = self._ckpt_now = False
         self.t_start = time.time()
-        self._last = {"ckpt": time.monotonic(), "report": 0.0, "ingested": 0}
-        self.last_checkpoint: dict = {}
-        self._restore()
-        self.spool = None
-        if "spool" in self.s.sources:
-            self.spool = SpoolSource(self.s.spool_dir, self.rank, self.size,
-                                     self.s.files_per_poll, self.s.spool_after)
-        self.mpi = None
-        if "mpi" in self.s.sources:
-            if mpi_layout is None:
-                raise MummiMLError("selector.sources has 'mpi' but no MPMD layout was given "
-                                   "(launch with `mummi-ml select --mpmd` under mpiexec)")
-            self.mpi = MpiSource(mpi_layout)
-        self._backlog: list[Path] = []
-        if self.spool is not None:
-            adopted = self.spool.adopt_claimed()
-            covered = set(self._restored_covered)
-            self.spool.retire([p.name for p in adopted if p.name in covered])
-            self._backlog = [p for p in adopted if p.name not in covered]
-        self._ingested_files: list[str] = []
+        self._last_report = 0.0
+        groups = SelectionGroups.from_config(self.s)
+        self.state = SelectorState.restore(self.state_dir, StateMeta(
+            dim=self.emb.dim, kk=self.kk, model_version=self.emb.version,
+            novelty=self.s.novelty, groups=tuple(groups.names)), comm)
+        self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
+                                 self.s.frontier_size, groups=groups)
+        self.ingestor = Ingestor(
+            self.emb.embed, self.engine, self.state.payloads, self.state.accepted,
+            NearestSelected(self.kk, self.s.nn_backend), self.s.capacity_per_rank,
+            self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
+            self.comm, make_domain_guard(self.s, self.emb), ledger=self.state.ledger,
+        )
+        self.sources = (sources if sources is not None
+                        else open_sources(self.s, self.rank, self.size))
+        for src in self.sources:
+            src.recover(self.state.restored_covered)
         self._emit_failures: dict[int, int] = {}  # pick id -> failed emit attempts
         self.emitter = None
         if self.rank == 0:
@@ -109,63 +108,48 @@ class SelectorService:
             self.picks_log.repair()
         self._replay_picks()
 
+    # ---- the state's parts (read-only views) ---------------------------------------------------
+    @property
+    def pool(self) -> CandidatePool:
+        return self.state.pool
+
+    @property
+    def selected(self) -> SelectedSet:
+        return self.state.selected
+
+    @property
+    def accepted(self) -> IdSet:
+        return self.state.accepted
+
+    @property
+    def payloads(self) -> PayloadStore:
+        return self.state.payloads
+
+    @property
+    def ckpt_seq(self) -> int:
+        """Sequence number of the next checkpoint."""
+        return self.state.seq
+
+    @property
+    def last_checkpoint(self) -> dict:
+        return self.state.last_checkpoint
+
     # ---- set-up --------------------------------------------------------------------------------
     def _default_emitter(self, state_dir: Path) -> Any:
         from mummi_ml.backends import JobEmitter, make_backend
 
         return JobEmitter(make_backend(self.cfg.jobs, state_dir), self.cfg.jobs, state_dir)
 
-    def _restore(self) -> None:
-        d, kk = self.emb.dim, self.kk
-        groups = SelectionGroups.from_config(self.s)
-        st = restore_state(self.state_dir, self.rank, self.size, self.emb, kk, self.comm,
-                           list(groups.names))
-        self.pool = st.pool if st else CandidatePool(d, kk)
-        self.selected = st.selected if st else SelectedSet(d)
-        self.accepted = st.accepted if st else IdSet()
-        self.ckpt_seq = st.next_seq if st else 0
-        self._restored_covered = st.covered if st else []
-        self.engine = LazyGreedy(self.pool, self.selected, self.comm, self.s.frontier_size,
-                                 groups=groups)
-        root = self.state_dir / "payloads"
-        next_seg = max([st.next_seg if st else 0] + [
-            int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{self.rank:05d}").glob("seg-*.h5")
-        ])
-        self.payloads = PayloadStore(root, self.rank, next_seg)
-        self.ingestor = Ingestor(
-            self.emb.embed, self.engine, self.payloads, self.accepted,
-            NearestSelected(kk, self.s.nn_backend), self.s.capacity_per_rank,
-            self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
-            self.comm, make_domain_guard(self.s, self.emb),
-        )
-        if st:
-            self.ingestor.counters.update(st.counters)
-            self.ingestor.evicted_ids = st.evicted_ids
-            self.ingestor.quarantined_ids = st.quarantined_ids
-            self.ingestor.quarantined_codes = st.quarantined_codes
-            self.last_checkpoint = {"seq": self.ckpt_seq - 1, "time": st.time}
-
     def _replay_picks(self) -> None:
         """Apply picks logged after the checkpoint we restarted from (a crash between pick and
         checkpoint): remove them from the pools, add them to the selected set, unemitted."""
-        entries = [e for e in self.picks_log.read() if e["seq"] >= len(self.selected)]
-        entries.sort(key=lambda e: e["seq"])
-        for e in entries:
-            if e["seq"] != len(self.selected):
-                log.error("picks log: entry %d does not follow %d; ignoring the rest",
-                          e["seq"], len(self.selected))
-                break
-            pid = np.uint64(e["id"])
-            hit = np.flatnonzero(self.pool.ids == pid)
-            self.pool.remove(hit)
-            fresh = not self.accepted.contains(np.array([pid], np.uint64))[0]  # after the ckpt
-            if fresh:
-                self.ingestor.count_replayed_pick()
-            self.accepted.add(np.array([pid], np.uint64))
-            self.selected.append(np.array([e["z"]], np.float32), ids=np.array([pid]),
-                                 classes=[e["cls"]], novelty=[e["novelty"]], owner=[e["owner"]],
-                                 src=[e["src"]], seg=[e["seg"]], row=[e["row"]], emitted=[False],
-                                 awaiting_copy=[fresh])
+        m = len(self.state.selected)
+        entries = sorted((e for e in self.picks_log.read() if e["seq"] >= m),
+                         key=lambda e: e["seq"])
+        n = self.state.replay_picks(entries)
+        if n < len(entries):
+            log.error("picks log: entry %d does not follow %d; ignoring the rest",
+                      entries[n]["seq"], len(self.state.selected))
         if entries:
             log.info("rank %d: replayed %d picks from the picks log", self.rank, len(entries))
 
@@ -184,35 +168,17 @@ class SelectorService:
 
     # ---- one iteration -------------------------------------------------------------------------
     def _poll_sources(self) -> list:
-        batches = []
-        if self.spool is not None:
-            files = self._backlog[: self.s.files_per_poll]
-            self._backlog = self._backlog[len(files):]
-            if not files:
-                files = self.spool.claim()
-            for f in files:
-                try:
-                    b = self.spool.read(f)
-                except Exception as exc:  # noqa: BLE001 - never die of input: quarantine it
-                    reason = str(exc) if isinstance(exc, PatchFileError) else (
-                        f"{f.name}: unreadable ({type(exc).__name__}: {exc})")
-                    try:
-                        self.spool.quarantine(f, reason)
-                    except OSError as qexc:
-                        log.error("rank %d: cannot quarantine %s: %s", self.rank, f.name, qexc)
-                        continue
-                    self.ingestor.counters["quarantined_files"] += 1
-                    log.warning("rank %d: quarantined file %s: %s", self.rank, f.name, exc)
-                    continue
-                batches.append((b, f.name))
-                self._ingested_files.append(f.name)
-        if self.mpi is not None:
-            batches += self.mpi.poll()
-        return batches
+        """``(batch, origin)`` of every source's new arrivals; their keys are recorded for the
+        next checkpoint, refused inputs counted."""
+        got = Poll()
+        for src in self.sources:
+            got.extend(src.poll())
+        self.state.counters.add(got.counts)
+        self.state.covered += [a.key for a in got.arrivals if a.key is not None]
+        return [(a.batch, a.origin) for a in got.arrivals]
 
     def _sources_open(self) -> bool:
-        spool_open = self.spool is not None and (bool(self._backlog) or bool(self.spool.incoming()))
-        return spool_open or (self.mpi is not None and not self.mpi.done)
+        return any(src.is_open() for src in self.sources)
 
     def _emit_pending(self) -> None:
         """Rank 0: emit every pick without a job while slots are free (idempotent per patch)."""
@@ -261,32 +227,20 @@ class SelectorService:
         return len(picks)
 
     def checkpoint(self) -> None:
-        """Write a checkpoint of every rank's state (collective); then retire covered spool
-        files and payload segments no longer referenced."""
+        """Write a checkpoint of every rank's state (collective); then retire the inputs it
+        covers and the payload segments no longer referenced."""
         t = time.time()
-        publish_weights(self)  # before the payloads of picks may be deleted below
-        save_checkpoint(self, self.ckpt_seq)
-        if self.spool is not None:
-            self.spool.retire(self._ingested_files)
-        self._ingested_files = []
-        s = self.selected
-        locs = [np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64)]
-        if self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
-            locs.append(np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64))
-        locs = np.concatenate(locs)
-        live, _ = allgather_rows(self.comm, np.unique(locs, axis=0).reshape(-1, 2))
-        self.payloads.collect_garbage({(int(a), int(b)) for a, b in live})
-        self.last_checkpoint = {"seq": self.ckpt_seq, "time": t}
-        self.ckpt_seq += 1
-        self._last["ckpt"] = time.monotonic()
-        log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.ckpt_seq - 1,
+        publish_weights(self.state)  # before the payloads of picks may be deleted below
+        covered = self.state.checkpoint(self.s.keep_checkpoints)
+        for src in self.sources:
+            src.retire(covered)
+        log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.state.seq - 1,
                  time.time() - t)
 
     def report(self, state: str = "running") -> dict:
         """Global counters (collective); rank 0 writes status.json and logs one line."""
-        from mummi_ml.selector.report import build_status
-
-        return build_status(self, state)
+        jobs = self.emitter.counts() if self.emitter is not None else {}
+        return self.state.report(state, jobs, time.time() - self.t_start)
 
     def stop_requested(self) -> bool:
         """This rank's view of "stop": SIGTERM arrived or ``STATE_DIR/STOP`` exists (read by
@@ -306,8 +260,8 @@ class SelectorService:
         flags = np.zeros(5, dtype=np.int64)
         flags[_STOP] = self.stop_requested()
         flags[_CKPT] = self._ckpt_now or (
-            self.rank == 0 and now - self._last["ckpt"] >= self.s.checkpoint_interval_s)
-        flags[_REPORT] = self.rank == 0 and now - self._last["report"] >= self.s.status_interval_s
+            self.rank == 0 and now - self.state.checkpoint_clock >= self.s.checkpoint_interval_s)
+        flags[_REPORT] = self.rank == 0 and now - self._last_report >= self.s.status_interval_s
         flags[_INPUT] = bool(batches)
         flags[_OPEN] = self._sources_open()
         flags = allreduce_max(self.comm, flags)
@@ -320,7 +274,7 @@ class SelectorService:
             self.checkpoint()
         if flags[_REPORT]:
             self.report()
-            self._last["report"] = now
+            self._last_report = now
         return flags
 
     def _wait_for_jobs(self) -> None:

@@ -1,4 +1,5 @@
-"""The spool directory: HDF5 patch files written atomically by an external coupler.
+"""The spool directory as a :class:`~mummi_ml.selector.source.PatchSource`: HDF5 patch files
+written atomically by an external coupler (naming contract: :mod:`mummi_ml.patch.stream`).
 
 Layout under ``SPOOL``::
 
@@ -17,11 +18,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from mummi_ml.durable import rename, write_json_atomic
 from mummi_ml.errors import PatchFileError
 from mummi_ml.patch import PatchBatch, read_patches
+from mummi_ml.patch.stream import (
+    ARCHIVE_DIR,
+    CLAIMED_DIR,
+    QUARANTINE_DIR,
+    REASON_SUFFIX,
+    SPOOL_SUFFIX,
+    claimed_dir,
+)
+from mummi_ml.selector.source import Arrival, Poll
 
 __all__ = ["SpoolSource"]
 
@@ -37,7 +48,7 @@ def _short_name(name: str) -> str:
     if len(name.encode()) <= _MAX_NAME_BYTES:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    suffix = ".h5" if name.endswith(".h5") else ""
+    suffix = SPOOL_SUFFIX if name.endswith(SPOOL_SUFFIX) else ""
     head = name.encode()[:120].decode(errors="ignore")
     return f"{head}~{digest}{suffix}"
 
@@ -55,7 +66,8 @@ def _unique(dest: Path) -> Path:
 
 
 class SpoolSource:
-    """Claim, read, quarantine and retire spool files for one selector rank.
+    """Claim, read, quarantine and retire spool files for one selector rank (a
+    :class:`~mummi_ml.selector.source.PatchSource`; the keys of its arrivals are file names).
 
     Args:
         spool_dir: the spool directory.
@@ -72,14 +84,59 @@ class SpoolSource:
         self.rank, self.size = rank, size
         self.files_per_poll = files_per_poll
         self.after = after
-        self.claimed_dir = self.root / "claimed" / f"rank-{rank:05d}"
-        for d in (self.root, self.claimed_dir, self.root / "archive", self.root / "quarantine"):
+        self.claimed_dir = claimed_dir(self.root, rank)
+        for d in (self.root, self.claimed_dir, self.root / ARCHIVE_DIR,
+                  self.root / QUARANTINE_DIR):
             d.mkdir(parents=True, exist_ok=True)
+        self._backlog: list[Path] = []  # claimed by earlier runs, not covered: read first
+
+    kind = "spool"
+
+    # ---- PatchSource ---------------------------------------------------------------------------
+    def recover(self, covered: Iterable[str]) -> None:
+        """Adopt the files earlier runs left claimed; retire those ``covered`` names, read the
+        rest (before new files) again."""
+        adopted = self.adopt_claimed()
+        covered = set(covered)
+        self.retire([p.name for p in adopted if p.name in covered])
+        self._backlog = [p for p in adopted if p.name not in covered]
+
+    def poll(self) -> Poll:
+        """Up to ``files_per_poll`` files (the backlog first, else newly claimed), read; a file
+        that cannot be read is quarantined and counted in ``quarantined_files``."""
+        files = self._backlog[: self.files_per_poll]
+        self._backlog = self._backlog[len(files):]
+        if not files:
+            files = self.claim()
+        out = Poll()
+        for f in files:
+            try:
+                b = self.read(f)
+            except Exception as exc:  # noqa: BLE001 - never die of input: quarantine it
+                reason = str(exc) if isinstance(exc, PatchFileError) else (
+                    f"{f.name}: unreadable ({type(exc).__name__}: {exc})")
+                try:
+                    self.quarantine(f, reason)
+                except OSError as qexc:
+                    log.error("rank %d: cannot quarantine %s: %s", self.rank, f.name, qexc)
+                    continue
+                out.counts.quarantined_files += 1
+                log.warning("rank %d: quarantined file %s: %s", self.rank, f.name, exc)
+                continue
+            out.arrivals.append(Arrival(b, f.name, f.name))
+        return out
+
+    def is_open(self) -> bool:
+        """Files are waiting (in the backlog or to be claimed)."""
+        return bool(self._backlog) or bool(self.incoming())
+
+    # ---- the steps -----------------------------------------------------------------------------
 
     def incoming(self) -> list[Path]:
         """Complete files waiting to be claimed, sorted by name (symbolic links included: they
         are claimed and then quarantined by :meth:`read`)."""
-        return sorted(p for p in self.root.glob("*.h5") if p.is_symlink() or p.is_file())
+        return sorted(p for p in self.root.glob(f"*{SPOOL_SUFFIX}")
+                      if p.is_symlink() or p.is_file())
 
     def claim(self) -> list[Path]:
         """Take up to ``files_per_poll`` incoming files into this rank's claimed directory."""
@@ -106,7 +163,7 @@ class SpoolSource:
     def adopt_claimed(self) -> list[Path]:
         """On start: take over files left in ``claimed/`` by earlier runs: those of old rank
         directories ``o`` with ``o % size == rank``. Returns this rank's claimed files (sorted)."""
-        base = self.root / "claimed"
+        base = self.root / CLAIMED_DIR
         for d in sorted(base.glob("rank-*")):
             try:
                 o = int(d.name.split("-")[1])
@@ -114,9 +171,9 @@ class SpoolSource:
                 continue
             if d == self.claimed_dir or o % self.size != self.rank:
                 continue
-            for f in sorted(d.glob("*.h5")):
+            for f in sorted(d.glob(f"*{SPOOL_SUFFIX}")):
                 rename(f, _unique(self.claimed_dir / f.name), fsync=False)
-        return sorted(self.claimed_dir.glob("*.h5"))
+        return sorted(self.claimed_dir.glob(f"*{SPOOL_SUFFIX}"))
 
     @staticmethod
     def read(path: Path) -> PatchBatch:
@@ -133,8 +190,8 @@ class SpoolSource:
 
     def quarantine(self, path: Path, reason: str) -> Path:
         """Move an unreadable file to ``quarantine/`` with ``NAME.reason.json`` beside it."""
-        dest = _unique(self.root / "quarantine" / _short_name(path.name))
-        note = dest.with_name(dest.name + ".reason.json")
+        dest = _unique(self.root / QUARANTINE_DIR / _short_name(path.name))
+        note = dest.with_name(dest.name + REASON_SUFFIX)
         write_json_atomic(note, {"file": path.name, "reason": reason, "rank": self.rank,
                                  "time": time.time()}, fsync=False, indent=None)
         rename(path, dest, fsync=False)
@@ -150,6 +207,6 @@ class SpoolSource:
             if self.after == "delete":
                 p.unlink()
             else:
-                rename(p, _unique(self.root / "archive" / name), fsync=False)
+                rename(p, _unique(self.root / ARCHIVE_DIR / name), fsync=False)
             n += 1
         return n

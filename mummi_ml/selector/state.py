@@ -1,130 +1,250 @@
-"""Saving and restoring the whole selector state of a rank (glue between the service and
-:mod:`mummi_ml.selector.checkpoint`)."""
+"""The whole selector state of one rank, owned by one object: :class:`SelectorState`.
+
+It holds the candidate pool (embeddings and payload locations), the selected set, the accepted
+ids, the :class:`~mummi_ml.selector.counters.Ledger` (counters, quarantined and evicted ids), the
+keys of the inputs ingested since the last checkpoint and the payload store, and has the
+explicit operations on them: :meth:`SelectorState.restore`, :meth:`~SelectorState.checkpoint`,
+:meth:`~SelectorState.report` and :meth:`~SelectorState.replay_picks`. The file format is
+:mod:`mummi_ml.selector.checkpoint`. A new checkpointed field goes into
+:class:`~mummi_ml.selector.checkpoint.RankState` and the two conversions here.
+
+The containers (pool, selected set, accepted ids, ledger, payload store) are changed in place,
+never replaced: the greedy engine and the ingest hold references to them. Candidates and picks
+carry their embeddings and the location of their payload (``src``, ``seg``, ``row``), so a new
+embedding model can be applied by re-reading the payloads and re-embedding in place (then
+:attr:`SelectorState.meta` names the new model, and the next checkpoint records it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mummi_ml.selector.checkpoint import (
-    RankState,
-    checkpoint_dir,
-    latest_checkpoint,
-    load_rank_state,
-    load_selected,
-    prune_checkpoints,
-    write_manifest,
-    write_rank_state,
-    write_selected,
-)
-from mummi_ml.selector.collectives import allreduce_sum, barrier
+from mummi_ml.selector import checkpoint as ck
+from mummi_ml.selector.collectives import allgather_rows, allreduce_sum, barrier, rank_size
+from mummi_ml.selector.counters import Counters, Ledger, counter_names
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.idset import IdSet
+from mummi_ml.selector.payloads import PayloadStore
 from mummi_ml.selector.pool import CandidatePool
+from mummi_ml.selector.report import RateMeter, build_status
 from mummi_ml.selector.selected import SelectedSet
 
-__all__ = ["Restored", "restore_state", "save_checkpoint", "COUNTERS"]
+__all__ = ["SelectorState", "StateMeta", "COUNTERS"]
 
-COUNTERS = ("ingested", "accepted", "quarantined", "evicted", "quarantined_files", "replayed")
-"""Counters of a rank, saved in its checkpoint file and summed into the manifest and status.json
-(``replayed``: copies of replayed picks recognised as their own re-read, see
-:mod:`mummi_ml.selector.ingest`; absent from older checkpoints, where it counts from 0)."""
+COUNTERS = counter_names()
+"""Counters of a rank (:class:`~mummi_ml.selector.counters.Counters`'s fields), saved in its
+checkpoint file and summed into the manifest and status.json."""
+
+
+@dataclass(frozen=True)
+class StateMeta:
+    """What the state was made with; a checkpoint made with other values is refused.
+
+    Attributes:
+        dim: embedding dimension d; kk: distances kept per candidate; model_version: the
+        embedding's version; novelty: ``selector.novelty``; groups: selection group names.
+    """
+
+    dim: int
+    kk: int
+    model_version: str
+    novelty: str
+    groups: tuple[str, ...]
+
+    def check(self, where: Path, man: dict) -> None:
+        """Raise CheckpointError if the manifest ``man`` was made with other values."""
+        if man["model_version"] != self.model_version or int(man["dim"]) != self.dim:
+            raise CheckpointError(
+                f"{where}: made with embedding {man['model_version']} (d={man['dim']}), the "
+                f"config gives {self.model_version} (d={self.dim}); use the same model or a new "
+                "state_dir")
+        if int(man["kk"]) != self.kk:
+            raise CheckpointError(f"{where}: made with {man['kk']} neighbours per candidate, the "
+                                  f"config gives {self.kk} (selector.novelty / knn_k changed)")
+        if "groups" in man and list(man["groups"]) != list(self.groups):
+            raise CheckpointError(f"{where}: made with selection groups {man['groups']}, the "
+                                  f"config gives {list(self.groups)} (selector.queues changed); "
+                                  "use a new state_dir")
 
 
 @dataclass
-class Restored:
+class SelectorState:
+    """One rank's selector state (see the module docstring). Build it with :meth:`restore`.
+
+    Attributes:
+        state_dir: the state directory (shared by all ranks); comm: communicator of the selector
+            ranks (None: one rank); meta: what the state was made with.
+        pool, selected, accepted, ledger, payloads: the data (see the classes).
+        covered: keys of the inputs ingested since the last checkpoint (the next one covers them).
+        restored_covered: keys the checkpoint restored from covered (all ranks' files).
+        seq: sequence number of the next checkpoint.
+        last_checkpoint: ``{"seq", "time"}`` of the newest checkpoint ({} before the first).
+        checkpoint_clock: ``time.monotonic()`` of the last checkpoint (or of the start).
+        meter: the ingest rate between reports.
+    """
+
+    state_dir: Path
+    comm: Any
+    meta: StateMeta
     pool: CandidatePool
     selected: SelectedSet
     accepted: IdSet
-    next_seq: int
-    covered: list[str]
-    next_seg: int
-    counters: dict[str, int]
-    evicted_ids: np.ndarray
-    quarantined_ids: np.ndarray
-    quarantined_codes: np.ndarray
-    time: float
+    ledger: Ledger
+    payloads: PayloadStore
+    covered: list[str] = field(default_factory=list)
+    restored_covered: list[str] = field(default_factory=list)
+    seq: int = 0
+    last_checkpoint: dict = field(default_factory=dict)
+    checkpoint_clock: float = field(default_factory=time.monotonic)
+    meter: RateMeter = field(default_factory=RateMeter)
 
+    @property
+    def rank(self) -> int:
+        return rank_size(self.comm)[0]
 
-def restore_state(
-    state_dir: Path, rank: int, size: int, emb: Any, kk: int, comm: Any = None,
-    groups: list[str] | None = None,
-) -> Restored | None:
-    """This rank's share of the newest complete checkpoint (None if there is none).
+    @property
+    def size(self) -> int:
+        return rank_size(self.comm)[1]
 
-    Raises:
-        CheckpointError: the checkpoint was made with another embedding (version or dimension),
-            another novelty definition, or other selection groups (queues / bins) than
-            ``groups`` (checkpoints without the record are accepted).
-    """
-    found = latest_checkpoint(state_dir)
-    if found is None:
-        return None
-    ckpt, man = found
-    if man["model_version"] != emb.version or int(man["dim"]) != emb.dim:
-        raise CheckpointError(
-            f"{ckpt}: made with embedding {man['model_version']} (d={man['dim']}), the config "
-            f"gives {emb.version} (d={emb.dim}); use the same model or a new state_dir"
+    @property
+    def counters(self) -> Counters:
+        return self.ledger.counters
+
+    # ---- restore -------------------------------------------------------------------------------
+    @classmethod
+    def restore(cls, state_dir: str | Path, meta: StateMeta, comm: Any = None) -> SelectorState:
+        """This rank's share of the newest complete checkpoint, or an empty state if none.
+
+        Raises:
+            CheckpointError: the checkpoint was made with another embedding (version or
+                dimension), another novelty definition, or other selection groups
+                (checkpoints without the groups record are accepted); or it is unreadable.
+        """
+        state_dir = Path(state_dir).absolute()
+        rank, size = rank_size(comm)
+        found = ck.latest_checkpoint(state_dir)
+        st, sel = None, None
+        if found is not None:
+            path, man = found
+            meta.check(path, man)
+            st = ck.load_rank_state(path, man, rank, size)
+            sel = ck.load_selected(path)
+        root = state_dir / "payloads"
+        next_seg = max([st.next_seg if st else 0] + [
+            int(p.stem.split("-")[1]) + 1 for p in (root / f"rank-{rank:05d}").glob("seg-*.h5")])
+        state = cls(
+            state_dir=state_dir, comm=comm, meta=meta,
+            pool=(CandidatePool.from_arrays(st.pool, meta.dim, meta.kk) if st
+                  else CandidatePool(meta.dim, meta.kk)),
+            selected=SelectedSet.from_arrays(sel[0], meta.dim) if sel else SelectedSet(meta.dim),
+            accepted=IdSet(sel[1]) if sel else IdSet(),
+            ledger=Ledger(Counters.from_dict(st.counters), st.evicted_ids, st.quarantined_ids,
+                          st.quarantined_codes) if st else Ledger(),
+            payloads=PayloadStore(root, rank, next_seg),
         )
-    if int(man["kk"]) != kk:
-        raise CheckpointError(f"{ckpt}: made with {man['kk']} neighbours per candidate, the "
-                              f"config gives {kk} (selector.novelty / knn_k changed)")
-    if groups is not None and "groups" in man and list(man["groups"]) != list(groups):
-        raise CheckpointError(f"{ckpt}: made with selection groups {man['groups']}, the config "
-                              f"gives {list(groups)} (selector.queues changed); use a new "
-                              "state_dir")
-    st: RankState = load_rank_state(ckpt, man, rank, size)
-    sel, accepted = load_selected(ckpt)
-    return Restored(
-        pool=CandidatePool.from_arrays(st.pool, emb.dim, kk),
-        selected=SelectedSet.from_arrays(sel, emb.dim),
-        accepted=IdSet(accepted),
-        next_seq=int(man["seq"]) + 1,
-        covered=st.covered,
-        next_seg=st.next_seg,
-        counters=st.counters,
-        evicted_ids=st.evicted_ids,
-        quarantined_ids=st.quarantined_ids,
-        quarantined_codes=st.quarantined_codes,
-        time=float(man["time"]),
-    )
+        if found is not None:
+            state.restored_covered = st.covered
+            state.seq = int(found[1]["seq"]) + 1
+            state.last_checkpoint = {"seq": state.seq - 1, "time": float(found[1]["time"])}
+        return state
 
+    def replay_picks(self, entries: list[dict]) -> int:
+        """Apply picks of the picks log (``seq``-sorted entries from ``len(selected)`` on, made
+        after the checkpoint restored from): take them out of the pool, append them to the
+        selected set, unemitted. A pick whose patch the checkpoint did not hold yet was
+        ingested and accepted before the crash: counted so (on rank 0), and it awaits its own
+        copy (see :mod:`mummi_ml.selector.ingest`). Stops at the first entry that does not
+        follow the selected set. Returns the picks applied."""
+        n = 0
+        for e in entries:
+            if e["seq"] != len(self.selected):
+                break
+            pid = np.array([e["id"]], np.uint64)
+            self.pool.remove(np.flatnonzero(self.pool.ids == pid[0]))
+            fresh = not self.accepted.contains(pid)[0]
+            if fresh and self.rank == 0:
+                self.ledger.counters.ingested += 1
+                self.ledger.counters.accepted += 1
+            self.accepted.add(pid)
+            self.selected.append(np.array([e["z"]], np.float32), ids=pid, classes=[e["cls"]],
+                                 novelty=[e["novelty"]], owner=[e["owner"]], src=[e["src"]],
+                                 seg=[e["seg"]], row=[e["row"]], emitted=[False],
+                                 awaiting_copy=[fresh])
+            n += 1
+        return n
 
-def save_checkpoint(svc: Any, seq: int) -> Path:
-    """Every rank writes its file, rank 0 the selected set; after a barrier, rank 0 writes the
-    manifest (the checkpoint is complete from then on) and prunes old checkpoints. Collective."""
-    d = checkpoint_dir(svc.state_dir, seq)
-    svc.payloads.sync()  # the segments this checkpoint refers to are on disk before it exists
-    ing = svc.ingestor
-    counters = {k: int(ing.counters.get(k, 0)) for k in COUNTERS}
-    write_rank_state(d, svc.rank, RankState(
-        pool=svc.pool.to_arrays(),
-        evicted_ids=ing.evicted_ids,
-        quarantined_ids=ing.quarantined_ids,
-        quarantined_codes=ing.quarantined_codes,
-        counters=counters,
-        covered=list(svc._ingested_files),
-        next_seg=svc.payloads.next_seg,
-    ))
-    if svc.rank == 0:
-        write_selected(d, svc.selected.to_arrays(), svc.accepted.to_array())
-    totals = allreduce_sum(svc.comm, np.array([counters[k] for k in COUNTERS] + [len(svc.pool)],
-                                              dtype=np.int64))
-    barrier(svc.comm)
-    if svc.rank == 0:
-        write_manifest(d, {
-            "seq": seq, "n_ranks": svc.size, "dim": svc.emb.dim, "kk": svc.kk,
-            "model_version": svc.emb.version, "novelty": svc.s.novelty,
-            "n_selected": len(svc.selected), "groups": list(svc.engine.groups.names),
-            "counters": {**dict(zip(COUNTERS, totals[:-1].tolist(), strict=True)),
-                         "pooled": int(totals[-1])},
-        })
-        prune_checkpoints(svc.state_dir, svc.s.keep_checkpoints)
-    barrier(svc.comm)
-    if not (d / "manifest.json").exists():
-        raise CheckpointError(f"{d}: manifest missing after the checkpoint barrier "
-                              "(is state_dir on a file system shared by all ranks?)")
-    return d
+    # ---- checkpoint ----------------------------------------------------------------------------
+    def checkpoint(self, keep: int) -> list[str]:
+        """Write checkpoint :attr:`seq` of every rank (collective), keep the ``keep`` newest,
+        then delete the payload segments nothing refers to any more.
+
+        Returns:
+            the input keys this checkpoint covers (to retire in their sources).
+        """
+        t = time.time()
+        d = ck.checkpoint_dir(self.state_dir, self.seq)
+        self.payloads.sync()  # the segments this checkpoint refers to are on disk before it
+        led = self.ledger
+        counters = led.counters.to_dict()
+        ck.write_rank_state(d, self.rank, ck.RankState(
+            pool=self.pool.to_arrays(), evicted_ids=led.evicted_ids,
+            quarantined_ids=led.quarantined_ids, quarantined_codes=led.quarantined_codes,
+            counters=counters, covered=list(self.covered), next_seg=self.payloads.next_seg))
+        if self.rank == 0:
+            ck.write_selected(d, self.selected.to_arrays(), self.accepted.to_array())
+        totals = allreduce_sum(self.comm, np.append(led.counters.to_array(), len(self.pool)))
+        barrier(self.comm)
+        if self.rank == 0:
+            m = self.meta
+            ck.write_manifest(d, {
+                "seq": self.seq, "n_ranks": self.size, "dim": m.dim, "kk": m.kk,
+                "model_version": m.model_version, "novelty": m.novelty,
+                "n_selected": len(self.selected), "groups": list(m.groups),
+                "counters": {**Counters.from_array(totals[:-1]).to_dict(),
+                             "pooled": int(totals[-1])},
+            })
+            ck.prune_checkpoints(self.state_dir, keep)
+        barrier(self.comm)
+        if not (d / "manifest.json").exists():
+            raise CheckpointError(f"{d}: manifest missing after the checkpoint barrier "
+                                  "(is state_dir on a file system shared by all ranks?)")
+        self._collect_payloads()
+        covered, self.covered = self.covered, []
+        self.last_checkpoint = {"seq": self.seq, "time": t}
+        self.seq += 1
+        self.checkpoint_clock = time.monotonic()
+        return covered
+
+    def _collect_payloads(self) -> None:
+        """Delete payload segments no candidate and no unemitted pick refers to (collective)."""
+        s = self.selected
+        locs = [np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64)]
+        if self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
+            locs.append(np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64))
+        cat = np.concatenate(locs)
+        live, _ = allgather_rows(self.comm, np.unique(cat, axis=0).reshape(-1, 2))
+        self.payloads.collect_garbage({(int(a), int(b)) for a, b in live})
+
+    # ---- report --------------------------------------------------------------------------------
+    def report(self, label: str, jobs: dict[str, int] | None, uptime_s: float) -> dict:
+        """Counters summed over ranks (collective); rank 0 also writes status.json and logs a
+        line (see :func:`mummi_ml.selector.report.build_status`). Returns the sums (rank > 0) or
+        the whole status (rank 0)."""
+        local = np.append(self.ledger.counters.to_array(), [len(self.pool), self.pool.nbytes])
+        tot = allreduce_sum(self.comm, local.astype(np.int64))
+        sums = {**Counters.from_array(tot[:-2]).to_dict(), "pooled": int(tot[-2]),
+                "pool_bytes": int(tot[-1])}
+        if self.rank != 0:
+            return sums
+        return build_status(
+            sums, self.meter, label=label, jobs=jobs or {}, uptime_s=uptime_s,
+            n_ranks=self.size, selected=len(self.selected),
+            bytes_per_candidate=self.pool.bytes_per_candidate,
+            model_version=self.meta.model_version, novelty=self.meta.novelty,
+            last_checkpoint=self.last_checkpoint, state_dir=self.state_dir,
+            since=self.checkpoint_clock)

@@ -43,7 +43,8 @@ def format_status(s: dict[str, Any]) -> str:
         f"{s.get('accepted', 0)} accepted, {s.get('replayed', 0)} replayed copies)",
         f"pooled       {s.get('pooled', 0)} candidates "
         f"({s.get('bytes_per_candidate', 0)} B each in memory)",
-        f"quarantined  {s.get('quarantined', 0)} patches, {s.get('quarantined_files', 0)} files",
+        f"quarantined  {s.get('quarantined', 0)} patches, {s.get('quarantined_files', 0)} files"
+        + (f", {s['bad_messages']} bad messages" if s.get("bad_messages") else ""),
         f"evicted      {s.get('evicted', 0)}",
         f"selected     {s.get('selected', 0)}",
         f"jobs         {jobs}",
