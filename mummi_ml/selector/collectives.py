@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rank_size", "allgather_rows", "allreduce_sum", "allreduce_max", "bcast_int", "barrier"]
+__all__ = ["rank_size", "allgather_rows", "allreduce_sum", "allreduce_max", "bcast_int",
+           "bcast_obj", "barrier"]
 
 
 def rank_size(comm: Any) -> tuple[int, int]:
@@ -68,6 +69,11 @@ def bcast_int(comm: Any, value: int, root: int = 0) -> int:
     buf = np.array([value], dtype=np.int64)
     comm.Bcast(buf, root=root)
     return int(buf[0])
+
+
+def bcast_obj(comm: Any, value: Any, root: int = 0) -> Any:
+    """Broadcast a small picklable object (a path, a short record) from ``root``."""
+    return value if comm is None else comm.bcast(value, root=root)
 
 
 def barrier(comm: Any) -> None:

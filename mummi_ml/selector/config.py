@@ -110,6 +110,16 @@ class SelectorConfig(StrictModel):
     wait_timeout_s: float = Field(
         3600.0, gt=0, description="--once: seconds to wait for emitted jobs before exiting"
     )
+    model_updates_dir: str | None = Field(
+        None,
+        description="hot swap: directory watched for new model directories (<dir>/<name>/ with "
+        "metric.json, weights.pt and a COMPLETE marker written last); the running selector "
+        "adopts the newest complete one it has not adopted yet, re-embedding its pool and "
+        "selected set (docs/selector.md, Hot swap); null: no hot swap",
+    )
+    model_poll_interval_s: float = Field(
+        10.0, gt=0, description="seconds between scans of model_updates_dir (rank 0)"
+    )
     drift: DriftConfig | None = Field(
         None, description="drift monitor: window of arrivals and thresholds (see "
         "mummi_ml.selector.drift); null: no monitor"

@@ -78,6 +78,11 @@ class PayloadStore:
         with PatchFile(self.path(src, seg)) as f:
             return f[np.array([row])]
 
+    def read_rows(self, src: int, seg: int, rows: np.ndarray) -> PatchBatch:
+        """The payloads of rows ``rows`` (int ``[p]``, any order) of one segment, in that order."""
+        with PatchFile(self.path(src, seg)) as f:
+            return f[np.asarray(rows, dtype=np.int64)]
+
     def collect_garbage(self, live: set[tuple[int, int]]) -> int:
         """Delete this rank's segments not in ``live`` (pairs ``(src, seg)`` referenced by any
         rank's checkpointed pool); returns how many were deleted."""

@@ -109,6 +109,22 @@ class CandidatePool:
             arr[holes] = arr[movers]
         self._n = n - p
 
+    def set_embeddings(self, z: np.ndarray, dk: np.ndarray, seen: int) -> None:
+        """Replace every candidate's embedding (a new model, possibly of another dimension) and
+        its novelty, in place (the object stays the same for its holders).
+
+        Args:
+            z: float32 ``[n, d']`` new embeddings in pool order; dk: float64 ``[n, kk]`` their
+                exact distances to the selected set; seen: picks those distances count.
+        """
+        if len(z) != self._n or len(dk) != self._n:
+            raise ValueError(f"expected {self._n} rows, got {len(z)} and {len(dk)}")
+        self.dim = int(z.shape[1])
+        self._z = np.empty((self._cap, self.dim), dtype=np.float32)
+        self._z[: self._n] = z
+        self._dk[: self._n] = dk
+        self._a["seen"][: self._n] = seen
+
     @property
     def z(self) -> np.ndarray:
         return self._z[: self._n]

@@ -45,6 +45,7 @@ def build_status(
     sums: dict[str, int], meter: RateMeter, *, label: str, jobs: dict[str, int],
     uptime_s: float, n_ranks: int, selected: int, bytes_per_candidate: int,
     model_version: str, novelty: str, last_checkpoint: dict, state_dir: Path, since: float,
+    model_versions: list[dict] | None = None,
 ) -> dict:
     """Rank 0: the status record (``sums``: every counter, ``pooled`` and ``pool_bytes`` summed
     over ranks), written to ``STATE/status.json`` and logged as one line."""
@@ -65,6 +66,7 @@ def build_status(
         "patches_per_s": rate,
         "bytes_per_candidate": bytes_per_candidate,
         "model_version": model_version,
+        "model_versions": model_versions or [],
         "novelty": novelty,
         "last_checkpoint": ck,
         "state_dir": str(state_dir),

@@ -68,6 +68,15 @@ class SelectedSet:
             arr[self._n : self._n + p] = fields.get(k, 0)
         self._n += p
 
+    def set_embeddings(self, z: np.ndarray) -> None:
+        """Replace the picks' embeddings (float32 ``[m, d']``, a new model, possibly of another
+        dimension) in place; everything else (novelty when picked, ids, ...) is kept."""
+        if len(z) != self._n:
+            raise ValueError(f"expected {self._n} rows, got {len(z)}")
+        self.dim = int(z.shape[1])
+        self._z = np.zeros((self._cap, self.dim), dtype=np.float32)
+        self._z[: self._n] = z
+
     @property
     def z(self) -> np.ndarray:
         return self._z[: self._n]

@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from mummi_ml.selector.picks_log import PicksLog
 from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.selected import SelectedSet
 from mummi_ml.selector.source import PatchSource, Poll, open_sources
-from mummi_ml.selector.state import SelectorState, StateMeta
+from mummi_ml.selector.state import ModelVersion, SelectorState, StateMeta
+from mummi_ml.selector.swap import ModelSwapper, resolve_restart_model
 
 __all__ = ["SelectorService"]
 
@@ -78,6 +80,8 @@ class SelectorService:
         self.state_dir = Path(self.s.state_dir).absolute()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.emb = embedding or make_embedding(self.s)
+        if embedding is None:  # after a hot swap the checkpoint names a newer model
+            self.emb = resolve_restart_model(self.state_dir, self.s, self.emb)
         self.kk = self.s.knn_k if self.s.novelty == "mean_knn" else 1
         self._stop = self._ckpt_now = False
         self.t_start = time.time()
@@ -86,6 +90,11 @@ class SelectorService:
         self.state = SelectorState.restore(self.state_dir, StateMeta(
             dim=self.emb.dim, kk=self.kk, model_version=self.emb.version,
             novelty=self.s.novelty, groups=tuple(groups.names)), comm)
+        if not self.state.meta.history:  # the campaign's first model
+            self.state.meta = replace(self.state.meta, history=(ModelVersion(
+                self.emb.version, str(Path(self.s.model_dir).absolute()) if
+                self.s.model_dir and embedding is None else "", time.time(), 0, self.emb.dim),))
+        self.state.keep_pick_payloads = self.s.model_updates_dir is not None
         self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
                                  self.s.frontier_size, groups=groups)
         self.ingestor = Ingestor(
@@ -107,6 +116,11 @@ class SelectorService:
         if self.rank == 0:
             self.picks_log.repair()
         self._replay_picks()
+        self.swapper = None
+        if self.s.model_updates_dir is not None:
+            self.swapper = ModelSwapper(self.s, self.state, self.picks_log, self._adopt,
+                                        lambda hook: self.checkpoint(hook))
+            self.swapper.record_missing_swaps()
 
     # ---- the state's parts (read-only views) ---------------------------------------------------
     @property
@@ -153,6 +167,13 @@ class SelectorService:
         if entries:
             log.info("rank %d: replayed %d picks from the picks log", self.rank, len(entries))
 
+    def _adopt(self, emb: Embedding) -> None:
+        """Use ``emb`` from now on (a hot swap): for ingest, the domain guard and job tags."""
+        self.emb = emb
+        self.ingestor.embed = emb.embed
+        self.ingestor.domain_guard = make_domain_guard(self.s, emb)
+        self.ingestor.nn = NearestSelected(self.kk, self.s.nn_backend)  # its index is stale
+
     # ---- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
         """SIGTERM: checkpoint and stop; SIGUSR1: checkpoint and go on."""
@@ -190,7 +211,8 @@ class SelectorService:
                     return
                 try:
                     patch = self.payloads.get(int(s.src[q]), int(s.seg[q]), int(s.row[q]))
-                    em.emit(patch, float(s.novelty[q]), self.emb.version)
+                    em.emit(patch, float(s.novelty[q]),
+                            self.state.meta.version_of_pick(int(q)))
                 except (MummiMLError, OSError, ValueError) as exc:
                     n = self._emit_failures.get(pid, 0) + 1
                     self._emit_failures[pid] = n
@@ -219,19 +241,21 @@ class SelectorService:
         picks = self.engine.select(k)
         if picks and self.rank == 0:
             m = len(self.selected)
-            self.picks_log.append(picks, self.selected.z[m - len(picks):])
+            self.picks_log.append(picks, self.selected.z[m - len(picks):],
+                                  self.state.meta.model_version)
             for p in picks:
                 log.info("pick #%d: patch %d (class %d, novelty %.4g, rank %d)",
                          p.seq, p.id, p.cls, p.novelty, p.owner)
             self._emit_pending()
         return len(picks)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, before_manifest: Callable[[], None] | None = None) -> None:
         """Write a checkpoint of every rank's state (collective); then retire the inputs it
-        covers and the payload segments no longer referenced."""
+        covers and the payload segments no longer referenced. ``before_manifest``: see
+        :meth:`SelectorState.checkpoint`."""
         t = time.time()
         publish_weights(self.state)  # before the payloads of picks may be deleted below
-        covered = self.state.checkpoint(self.s.keep_checkpoints)
+        covered = self.state.checkpoint(self.s.keep_checkpoints, before_manifest)
         for src in self.sources:
             src.retire(covered)
         log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.state.seq - 1,
@@ -256,6 +280,8 @@ class SelectorService:
         """One collective iteration; returns the agreed flags."""
         batches = self._poll_sources()
         self.ingestor.step(batches)
+        if self.swapper is not None and self.swapper.step():
+            self.report()  # status.json names the new model at once
         now = time.monotonic()
         flags = np.zeros(5, dtype=np.int64)
         flags[_STOP] = self.stop_requested()

@@ -11,34 +11,70 @@ explicit operations on them: :meth:`SelectorState.restore`, :meth:`~SelectorStat
 The containers (pool, selected set, accepted ids, ledger, payload store) are changed in place,
 never replaced: the greedy engine and the ingest hold references to them. Candidates and picks
 carry their embeddings and the location of their payload (``src``, ``seg``, ``row``), so a new
-embedding model can be applied by re-reading the payloads and re-embedding in place (then
-:attr:`SelectorState.meta` names the new model, and the next checkpoint records it).
+embedding model is applied by re-reading the payloads and re-embedding
+(:meth:`SelectorState.reembed`, into new arrays), then :meth:`SelectorState.switch` puts them in
+place and :attr:`SelectorState.meta` names the new model (its ``history`` lists every version the
+campaign used); the next checkpoint records it (see :mod:`mummi_ml.selector.swap`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mummi_ml.errors import MummiMLError
 from mummi_ml.selector import checkpoint as ck
-from mummi_ml.selector.collectives import allgather_rows, allreduce_sum, barrier, rank_size
+from mummi_ml.selector.collectives import (
+    allgather_rows,
+    allreduce_max,
+    allreduce_sum,
+    barrier,
+    rank_size,
+)
 from mummi_ml.selector.counters import Counters, Ledger, counter_names
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.idset import IdSet
+from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.payloads import PayloadStore
 from mummi_ml.selector.pool import CandidatePool
 from mummi_ml.selector.report import RateMeter, build_status
 from mummi_ml.selector.selected import SelectedSet
 
-__all__ = ["SelectorState", "StateMeta", "COUNTERS"]
+__all__ = ["SelectorState", "StateMeta", "ModelVersion", "Reembedding", "COUNTERS"]
 
 COUNTERS = counter_names()
 """Counters of a rank (:class:`~mummi_ml.selector.counters.Counters`'s fields), saved in its
 checkpoint file and summed into the manifest and status.json."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One embedding model the campaign used (``model_history`` of the checkpoint manifest).
+
+    Attributes:
+        version: the model's version; path: its directory ("" for a model-free embedding);
+        time: when it was adopted (unix s; the start of the campaign for the first);
+        n_selected: picks made before it was adopted; dim: its latent dimension d.
+    """
+
+    version: str
+    path: str
+    time: float
+    n_selected: int
+    dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelVersion:
+        return cls(str(d["version"]), str(d.get("path", "")), float(d.get("time", 0.0)),
+                   int(d.get("n_selected", 0)), int(d.get("dim", 0)))
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,9 @@ class StateMeta:
 
     Attributes:
         dim: embedding dimension d; kk: distances kept per candidate; model_version: the
-        embedding's version; novelty: ``selector.novelty``; groups: selection group names.
+        embedding's version; novelty: ``selector.novelty``; groups: selection group names;
+        history: every model version the campaign used, oldest first (the last one is
+        ``model_version``; empty until the service fills it in on start).
     """
 
     dim: int
@@ -55,6 +93,16 @@ class StateMeta:
     model_version: str
     novelty: str
     groups: tuple[str, ...]
+    history: tuple[ModelVersion, ...] = ()
+
+    def version_of_pick(self, seq: int) -> str:
+        """The model version pick ``seq`` was made with (by the history's ``n_selected``)."""
+        out = self.model_version
+        for h in reversed(self.history):
+            out = h.version
+            if h.n_selected <= seq:
+                break
+        return out
 
     def check(self, where: Path, man: dict) -> None:
         """Raise CheckpointError if the manifest ``man`` was made with other values."""
@@ -73,6 +121,22 @@ class StateMeta:
 
 
 @dataclass
+class Reembedding:
+    """A rank's state embedded by a new model, not yet in place (see
+    :meth:`SelectorState.reembed`).
+
+    Attributes:
+        pool_z: float32 ``[n, d']`` the rank's candidates, pool order; pool_dk: float64
+        ``[n, kk]`` their exact distances to the selected set; selected_z: float32 ``[m, d']``
+        every pick, pick order (identical on every rank).
+    """
+
+    pool_z: np.ndarray
+    pool_dk: np.ndarray
+    selected_z: np.ndarray
+
+
+@dataclass
 class SelectorState:
     """One rank's selector state (see the module docstring). Build it with :meth:`restore`.
 
@@ -86,6 +150,8 @@ class SelectorState:
         last_checkpoint: ``{"seq", "time"}`` of the newest checkpoint ({} before the first).
         checkpoint_clock: ``time.monotonic()`` of the last checkpoint (or of the start).
         meter: the ingest rate between reports.
+        keep_pick_payloads: keep the payload segments of every pick, emitted or not (on with a
+            hot swap, which re-embeds the picks from them).
     """
 
     state_dir: Path
@@ -102,6 +168,7 @@ class SelectorState:
     last_checkpoint: dict = field(default_factory=dict)
     checkpoint_clock: float = field(default_factory=time.monotonic)
     meter: RateMeter = field(default_factory=RateMeter)
+    keep_pick_payloads: bool = False
 
     @property
     def rank(self) -> int:
@@ -132,6 +199,8 @@ class SelectorState:
         if found is not None:
             path, man = found
             meta.check(path, man)
+            meta = replace(meta, history=tuple(
+                ModelVersion.from_dict(h) for h in man.get("model_history", [])))
             st = ck.load_rank_state(path, man, rank, size)
             sel = ck.load_selected(path)
         root = state_dir / "payloads"
@@ -159,10 +228,12 @@ class SelectorState:
         selected set, unemitted. A pick whose patch the checkpoint did not hold yet was
         ingested and accepted before the crash: counted so (on rank 0), and it awaits its own
         copy (see :mod:`mummi_ml.selector.ingest`). Stops at the first entry that does not
-        follow the selected set. Returns the picks applied."""
+        follow the selected set or was made with another model version. Returns the picks
+        applied."""
         n = 0
         for e in entries:
-            if e["seq"] != len(self.selected):
+            if e["seq"] != len(self.selected) or e.get(
+                    "model_version", self.meta.model_version) != self.meta.model_version:
                 break
             pid = np.array([e["id"]], np.uint64)
             self.pool.remove(np.flatnonzero(self.pool.ids == pid[0]))
@@ -178,10 +249,89 @@ class SelectorState:
             n += 1
         return n
 
+    # ---- a new embedding model ------------------------------------------------------------------
+    def _embed_locations(self, src: np.ndarray, seg: np.ndarray, row: np.ndarray,
+                         embed: Callable[[np.ndarray], np.ndarray], batch: int) -> np.ndarray:
+        """Embeddings (float32 ``[p, d']``) of the payloads at ``(src, seg, row)`` (``[p]``
+        each), each segment read once, embedded ``batch`` patches at a time."""
+        loc = np.stack([src, seg], 1).astype(np.int64).reshape(-1, 2)
+        keys, inv = np.unique(loc, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(len(keys) + 1))
+        parts: list[np.ndarray] = []
+        buf: list[np.ndarray] = []
+        n_buf = 0
+
+        def flush() -> None:
+            nonlocal buf, n_buf
+            if n_buf:
+                parts.append(np.asarray(embed(np.concatenate(buf)), dtype=np.float32))
+            buf, n_buf = [], 0
+
+        for k, (a, b) in enumerate(keys):
+            take = order[bounds[k]:bounds[k + 1]]
+            x = self.payloads.read_rows(int(a), int(b), row[take]).x
+            for lo in range(0, len(x), batch):
+                buf.append(x[lo:lo + batch])
+                n_buf += len(buf[-1])
+                if n_buf >= batch:
+                    flush()
+        flush()
+        z = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        out = np.empty_like(z)
+        out[order] = z
+        return out
+
+    def reembed(self, embed: Callable[[np.ndarray], np.ndarray], dim: int, nn: NearestSelected,
+                batch: int = 1024) -> tuple[Reembedding | None, str]:
+        """Embed this rank's candidates and every pick again from their stored payloads, with
+        ``embed`` (raw patches ``[p, 37, 37, 14]`` -> float32 ``[p, dim]``), into new arrays;
+        the novelty of each candidate is recomputed exactly (``nn``, as the ingest of a fresh
+        selector computes it). Collective: the picks are split over the ranks and gathered.
+        Nothing is changed here (:meth:`switch` puts the result in place).
+
+        Returns:
+            ``(result, "")``, or ``(None, reason)`` on every rank if a payload could not be read
+            or an embedding is not finite on any rank (``reason`` empty on ranks without one).
+        """
+        s, p = self.selected, self.pool
+        mine = np.arange(self.rank, len(s), self.size)
+        reason = ""
+        sel_z = pool_z = np.zeros((0, dim), np.float32)
+        try:
+            if len(mine):
+                sel_z = self._embed_locations(s.src[mine], s.seg[mine], s.row[mine], embed, batch)
+            if len(p):
+                pool_z = self._embed_locations(p.src, p.seg, p.row, embed, batch)
+            if sel_z.shape[1] != dim or pool_z.shape[1] != dim:
+                reason = f"the model embeds in {max(sel_z.shape[1], pool_z.shape[1])} " \
+                         f"dimensions, its metric.json says {dim}"
+            elif not (np.isfinite(sel_z).all() and np.isfinite(pool_z).all()):
+                reason = "the new model gives a NaN or inf embedding for a stored patch"
+        except (OSError, MummiMLError, KeyError, ValueError) as exc:
+            reason = f"a stored payload could not be re-embedded ({exc})"
+        if allreduce_max(self.comm, np.array([bool(reason)], np.int64))[0]:
+            return None, reason
+        got, _ = allgather_rows(self.comm, sel_z.reshape(-1, dim))
+        where, _ = allgather_rows(self.comm, mine.astype(np.int64))
+        selected_z = np.empty((len(s), dim), np.float32)
+        selected_z[where] = got
+        return Reembedding(pool_z, nn.query(pool_z, selected_z), selected_z), ""
+
+    def switch(self, meta: StateMeta, new: Reembedding) -> None:
+        """Put a re-embedding in place (pool, selected set, in place) and adopt ``meta``."""
+        self.pool.set_embeddings(new.pool_z, new.pool_dk, len(self.selected))
+        self.selected.set_embeddings(new.selected_z)
+        self.meta = meta
+
     # ---- checkpoint ----------------------------------------------------------------------------
-    def checkpoint(self, keep: int) -> list[str]:
+    def checkpoint(self, keep: int, before_manifest: Callable[[], None] | None = None
+                   ) -> list[str]:
         """Write checkpoint :attr:`seq` of every rank (collective), keep the ``keep`` newest,
-        then delete the payload segments nothing refers to any more.
+        then delete the payload segments nothing refers to any more. ``before_manifest`` is
+        called on every rank once every rank file is written, before the manifest (a crash
+        point for tests).
 
         Returns:
             the input keys this checkpoint covers (to retire in their sources).
@@ -199,12 +349,15 @@ class SelectorState:
             ck.write_selected(d, self.selected.to_arrays(), self.accepted.to_array())
         totals = allreduce_sum(self.comm, np.append(led.counters.to_array(), len(self.pool)))
         barrier(self.comm)
+        if before_manifest is not None:
+            before_manifest()
         if self.rank == 0:
             m = self.meta
             ck.write_manifest(d, {
                 "seq": self.seq, "n_ranks": self.size, "dim": m.dim, "kk": m.kk,
                 "model_version": m.model_version, "novelty": m.novelty,
                 "n_selected": len(self.selected), "groups": list(m.groups),
+                "model_history": [h.to_dict() for h in m.history],
                 "counters": {**Counters.from_array(totals[:-1]).to_dict(),
                              "pooled": int(totals[-1])},
             })
@@ -224,7 +377,9 @@ class SelectorState:
         """Delete payload segments no candidate and no unemitted pick refers to (collective)."""
         s = self.selected
         locs = [np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64)]
-        if self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
+        if self.keep_pick_payloads:  # a model swap re-embeds every pick from its payload
+            locs.append(np.stack([s.src, s.seg], 1).astype(np.int64))
+        elif self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
             locs.append(np.stack([s.src, s.seg], 1)[~s.emitted].astype(np.int64))
         cat = np.concatenate(locs)
         live, _ = allgather_rows(self.comm, np.unique(cat, axis=0).reshape(-1, 2))
@@ -246,5 +401,6 @@ class SelectorState:
             n_ranks=self.size, selected=len(self.selected),
             bytes_per_candidate=self.pool.bytes_per_candidate,
             model_version=self.meta.model_version, novelty=self.meta.novelty,
+            model_versions=[h.to_dict() for h in self.meta.history],
             last_checkpoint=self.last_checkpoint, state_dir=self.state_dir,
             since=self.checkpoint_clock)
