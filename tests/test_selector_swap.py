@@ -1,0 +1,197 @@
+"""Hot swap of the embedding model in a running selector (issue 16, item 3;
+:mod:`mummi_ml.selector.swap`): after a swap the picks are those of a fresh selector started
+with the new model on the same candidates and selected set (1 and 3 ranks, also for a model of
+another latent dimension); the version change is recorded in the checkpoint, picks log,
+job.json and status.json; a restart after a swap resumes on the new model although the config
+names the first one; kill -9 during a swap restarts on the old or the new version with every
+patch accounted for once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mummi_ml.config import load_config
+from mummi_ml.metric import LossConfig, Metric, ModelConfig, train_model
+from mummi_ml.patch import PatchBatch, write_patches
+from mummi_ml.selector import SelectorService, latest_checkpoint, reference_select
+from mummi_ml.selector.errors import CheckpointError
+from mummi_ml.selector.picks_log import PicksLog
+from tests.swap_runner import publish
+from tests.test_metric_train import small_train
+from tests.test_selector_service import make_batch
+
+
+@dataclass(frozen=True)
+class Models:
+    """first: the campaign's model (d=9); tuned: fine-tuned from it (d=9, lineage); other: a
+    model trained from scratch with d=5."""
+
+    first: Path
+    tuned: Path
+    other: Path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Models:
+    d = tmp_path_factory.mktemp("models")
+    write_patches(d / "train.h5", make_batch(np.random.default_rng(0), 10**6, 96))
+    train = small_train(epochs=1, batch_size=32)
+    first = train_model(ModelConfig(), LossConfig(), train, [d / "train.h5"], d / "first",
+                        progress=False)
+    tuned = train_model(ModelConfig(), LossConfig(), small_train(epochs=1, batch_size=32, seed=7),
+                        [d / "train.h5"], d / "tuned", progress=False, init_from=first)
+    other = train_model(ModelConfig(latent_dim=5), LossConfig(), train, [d / "train.h5"],
+                        d / "other", progress=False)
+    return Models(first, tuned, other)
+
+
+def _spool(tmp_path: Path, rng, n_files: int = 3, n: int = 30, start: int = 0) -> PatchBatch:
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    batches = []
+    for i in range(n_files):
+        b = make_batch(rng, start + n * i, n)
+        write_patches(spool / f"r{start}-{i}.h5", b)
+        batches.append(b)
+    return PatchBatch.concat(batches)
+
+
+def _settings(tmp_path: Path, model: Path) -> dict:
+    return {
+        "selector": {
+            "state_dir": str(tmp_path / "state"), "spool_dir": str(tmp_path / "spool"),
+            "embedding": "model", "model_dir": str(model), "device": "cpu",
+            "model_updates_dir": str(tmp_path / "updates"), "model_poll_interval_s": 0.01,
+            "poll_interval_s": 0.05, "checkpoint_interval_s": 600, "ood_guard": False,
+        },
+        "jobs": {"slots": 20, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.1},
+    }
+
+
+def _config(tmp_path: Path, model: Path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_settings(tmp_path, model)))
+    return load_config(path)
+
+
+def _fresh_picks(patches: PatchBatch, model: Path, pool_ids, selected_ids, k: int,
+                 batch_size: int) -> tuple[list[int], np.ndarray]:
+    """What a fresh selector with ``model`` picks from these candidates after these picks: the
+    eager reference on the embeddings of the original patches."""
+    metric = Metric.load(model, device="cpu")
+    where = {int(i): j for j, i in enumerate(patches.ids.tolist())}
+    pool = np.array([where[int(i)] for i in pool_ids], np.int64)
+    sel = np.array([where[int(i)] for i in selected_ids], np.int64)
+    z = metric.embed(patches.x, batch_size=batch_size)
+    cls = patches.y[:, 0]
+    pos, nov = reference_select(z[pool], patches.ids[pool], k, classes=cls[pool],
+                                selected_z=z[sel], selected_classes=cls[sel])
+    return patches.ids[pool][pos].tolist(), nov
+
+
+@pytest.mark.parametrize("new", ["tuned", "other"])
+def test_picks_after_a_swap_are_those_of_a_fresh_selector_on_the_new_model(
+        tmp_path, rng, models, new):
+    patches = _spool(tmp_path, rng)
+    cfg = _config(tmp_path, models.first)
+    svc = SelectorService(cfg)
+    svc.step(once=True)  # ingest everything; nothing published yet
+    svc.select(4)
+    first_version = svc.state.meta.model_version
+    model = getattr(models, new)
+    publish(model, tmp_path / "updates", "retrained")
+    svc.step(once=True)
+    version = Metric.load(model, device="cpu").version
+    assert svc.state.meta.model_version == version != first_version
+    assert svc.pool.dim == svc.selected.dim == (5 if new == "other" else 9)
+    want, nov = _fresh_picks(patches, model, svc.pool.ids.copy(), svc.selected.ids.copy(), 6,
+                             cfg.selector.embed_batch_size)
+    m = len(svc.selected)
+    assert svc.select(6) == 6
+    assert svc.selected.ids[m:].tolist() == want
+    np.testing.assert_allclose(svc.selected.novelty[m:], nov, rtol=1e-5)
+
+
+def test_a_swap_is_recorded_in_checkpoint_picks_log_jobs_and_status(tmp_path, rng, models):
+    _spool(tmp_path, rng)
+    cfg = _config(tmp_path, models.first)
+    svc = SelectorService(cfg)
+    svc.step(once=True)
+    svc.select(3)
+    publish(models.tuned, tmp_path / "updates", "retrained")
+    svc.step(once=True)
+    svc.select(2)
+    before, after = svc.selected.ids[:3].tolist(), svc.selected.ids[3:].tolist()
+    svc.report()
+    v0, v1 = (Metric.load(m, device="cpu").version for m in (models.first, models.tuned))
+    state = tmp_path / "state"
+    _, man = latest_checkpoint(state)
+    assert man["model_version"] == v1
+    assert [h["version"] for h in man["model_history"]] == [v0, v1]
+    assert man["model_history"][1]["n_selected"] == 3
+    log = PicksLog(state / "picks.jsonl")
+    assert [e["model_version"] for e in log.read()] == [v0] * 3 + [v1] * 2
+    (swap,) = log.read_swaps()
+    assert (swap["from"], swap["to"], swap["n_selected"]) == (v0, v1, 3)
+    for picks, v in ((before, v0), (after, v1)):
+        for pid in picks:
+            assert json.loads((state / "jobs" / str(pid) / "job.json").read_text())[
+                "model_version"] == v
+    status = json.loads((state / "status.json").read_text())
+    assert status["model_version"] == v1
+    assert [h["version"] for h in status["model_versions"]] == [v0, v1]
+    assert status["model_versions"][1]["time"] >= status["model_versions"][0]["time"]
+
+
+def test_a_restart_after_a_swap_resumes_on_the_new_model(tmp_path, rng, models):
+    patches = _spool(tmp_path, rng)
+    cfg = _config(tmp_path, models.first)
+    svc = SelectorService(cfg)
+    svc.step(once=True)
+    svc.select(3)
+    publish(models.other, tmp_path / "updates", "retrained")
+    svc.step(once=True)
+    svc.select(2)
+    svc.checkpoint()
+    again = SelectorService(_config(tmp_path, models.first))  # the config still names the first
+    assert again.state.meta.model_version == Metric.load(models.other, device="cpu").version
+    assert len(again.state.meta.history) == 2 and again.pool.dim == 5
+    want, _ = _fresh_picks(patches, models.other, again.pool.ids.copy(),
+                           again.selected.ids.copy(), 3, cfg.selector.embed_batch_size)
+    m = len(again.selected)
+    again.select(3)
+    assert again.selected.ids[m:].tolist() == want
+
+
+def test_a_checkpoint_of_another_campaigns_model_is_still_refused(tmp_path, rng, models):
+    _spool(tmp_path, rng)
+    svc = SelectorService(_config(tmp_path, models.first))
+    svc.step(once=True)
+    publish(models.tuned, tmp_path / "updates", "retrained")
+    svc.step(once=True)
+    svc.checkpoint()
+    with pytest.raises(CheckpointError, match="use the same model or a new state_dir"):
+        SelectorService(_config(tmp_path, models.other))
+
+
+def test_picks_after_a_swap_on_three_ranks_are_those_of_a_fresh_selector(
+        run_mpi, tmp_path, rng, models):
+    patches = _spool(tmp_path, rng, n_files=6, n=20)
+    cfg = _config(tmp_path, models.first)
+    out = tmp_path / "out.json"
+    run_mpi(3, ["-m", "tests.swap_runner", str(tmp_path / "cfg.yaml"), str(out),
+                str(models.other), "4", "6"], timeout=240)
+    got = json.loads(out.read_text())
+    version = Metric.load(models.other, device="cpu").version
+    assert got["dims"] == [[5, 5, version]] * 3
+    assert len(got["pool_ids"]) == len(patches) - 4
+    want, nov = _fresh_picks(patches, models.other, got["pool_ids"], got["selected_ids"], 6,
+                             cfg.selector.embed_batch_size)
+    assert got["after"] == want
+    np.testing.assert_allclose(got["after_novelty"], nov, rtol=1e-5)
