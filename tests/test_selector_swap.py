@@ -9,6 +9,7 @@ patch accounted for once."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,16 @@ import yaml
 from mummi_ml.config import load_config
 from mummi_ml.metric import LossConfig, Metric, ModelConfig, train_model
 from mummi_ml.patch import PatchBatch, write_patches
-from mummi_ml.selector import SelectorService, latest_checkpoint, reference_select
+from mummi_ml.selector import (
+    SelectorService,
+    latest_checkpoint,
+    load_rank_state,
+    load_selected,
+    reference_select,
+)
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.picks_log import PicksLog
+from mummi_ml.selector.swap import CRASH_ENV
 from tests.swap_runner import publish
 from tests.test_metric_train import small_train
 from tests.test_selector_service import make_batch
@@ -195,3 +203,86 @@ def test_picks_after_a_swap_on_three_ranks_are_those_of_a_fresh_selector(
                              cfg.selector.embed_batch_size)
     assert got["after"] == want
     np.testing.assert_allclose(got["after_novelty"], nov, rtol=1e-5)
+
+
+def _crash_settings(model: Path) -> dict:
+    """Paths relative to the run directory (so a prepared run directory can be copied)."""
+    return {
+        "selector": {
+            "state_dir": "state", "spool_dir": "spool", "embedding": "model",
+            "model_dir": str(model), "device": "cpu", "model_updates_dir": "updates",
+            "model_poll_interval_s": 0.01, "poll_interval_s": 0.05, "ood_guard": False,
+            "files_per_poll": 2,
+        },
+        "jobs": {"slots": 3, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.1},
+    }
+
+
+_CAMPAIGN: dict[str, tuple[Path, set[int]]] = {}
+
+
+@pytest.fixture
+def campaign(run_mpi, tmp_path_factory, models) -> tuple[Path, set[int]]:
+    """A run directory after one ``select --once`` on 3 ranks with the first model (picks
+    made, jobs done), and the ids written so far (made once per module, then copied)."""
+    if "base" in _CAMPAIGN:
+        return _CAMPAIGN["base"]
+    d = tmp_path_factory.mktemp("campaign")
+    (d / "cfg.yaml").write_text(yaml.safe_dump(_crash_settings(models.first)))
+    patches = _spool(d, np.random.default_rng(5), n_files=3, n=20)
+    run_mpi(3, ["-m", "mummi_ml", "select", "--config", "cfg.yaml", "--once"], cwd=d,
+            timeout=240)
+    _CAMPAIGN["base"] = d, set(patches.ids.tolist())
+    return _CAMPAIGN["base"]
+
+
+def _check_books(state: Path, written: set[int]) -> list[int]:
+    """Balance in status.json and the newest checkpoint; every written patch in exactly one of
+    pool, selected set, evicted; one job per pick, submitted once. Returns the picks."""
+    st = json.loads((state / "status.json").read_text())
+    assert st["ingested"] == st["accepted"] + st["quarantined"], st
+    assert st["accepted"] == st["pooled"] + st["selected"] + st["evicted"], st
+    ckpt, man = latest_checkpoint(state)
+    c = man["counters"]
+    assert c["ingested"] == c["accepted"] + c["quarantined"] == len(written), man
+    assert c["accepted"] == c["pooled"] + man["n_selected"] + c["evicted"], man
+    rank = load_rank_state(ckpt, man, 0, 1)
+    selected = load_selected(ckpt)[0]["ids"].tolist()
+    every = rank.pool["ids"].tolist() + rank.evicted_ids.tolist() + selected
+    assert sorted(every) == sorted(written), "a patch is lost, invented or in two places"
+    picks = [e["id"] for e in PicksLog(state / "picks.jsonl").read()]
+    assert picks == selected, "the picks log and the selected set disagree (a pick repeated?)"
+    jobs = {int(p.name) for p in (state / "jobs").iterdir() if p.name.isdigit()}
+    assert jobs == set(selected)
+    intents = [json.loads(line) for line in (state / "jobs.journal").read_text().splitlines()]
+    submitted = [(e["patch_id"], e["attempt"]) for e in intents if e.get("event") == "intent"]
+    assert len(submitted) == len(set(submitted)), "a job was submitted twice"
+    return selected
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(("point", "survives"), [
+    ("reembedded:1", "old"), ("before_manifest:0", "old"), ("after_manifest:2", "new")])
+def test_kill_9_during_a_swap_restarts_on_the_old_or_the_new_version_losing_nothing(
+        run_mpi, tmp_path, models, campaign, point, survives):
+    base, written = campaign
+    run = tmp_path / "run"
+    shutil.copytree(base, run)
+    written = written | set(_spool(run, np.random.default_rng(6), n_files=3, n=20,
+                                   start=1000).ids.tolist())
+    v0, v1 = (Metric.load(m, device="cpu").version for m in (models.first, models.other))
+    publish(models.other, run / "updates", "retrained")
+    proc = run_mpi(3, ["-m", "mummi_ml", "select", "--config", "cfg.yaml", "--once"], cwd=run,
+                   timeout=240, check=False, env={CRASH_ENV: point})
+    assert proc.returncode != 0  # the rank killed itself at the crash point (rank 0 before
+    # the manifest: it is never written; another rank there races rank 0 writing it: either)
+    _, man = latest_checkpoint(run / "state")
+    assert man["model_version"] == {"old": v0, "new": v1}[survives]
+    run_mpi(3, ["-m", "mummi_ml", "select", "--config", "cfg.yaml", "--once"], cwd=run,
+            timeout=240)
+    _, man = latest_checkpoint(run / "state")
+    assert [h["version"] for h in man["model_history"]] == [v0, v1]
+    assert man["dim"] == 5
+    _check_books(run / "state", written)
+    swaps = PicksLog(run / "state" / "picks.jsonl").read_swaps()
+    assert [(s["from"], s["to"]) for s in swaps] == [(v0, v1)]
