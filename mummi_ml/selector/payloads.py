@@ -79,9 +79,16 @@ class PayloadStore:
             return f[np.array([row])]
 
     def read_rows(self, src: int, seg: int, rows: np.ndarray) -> PatchBatch:
-        """The payloads of rows ``rows`` (int ``[p]``, any order) of one segment, in that order."""
+        """The payloads of rows ``rows`` (int ``[p]``, any order) of one segment, in that order
+        (a dense set of rows is read as one slice: twice as fast as chunk by chunk)."""
+        rows = np.asarray(rows, dtype=np.int64)
         with PatchFile(self.path(src, seg)) as f:
-            return f[np.asarray(rows, dtype=np.int64)]
+            if len(rows) == 0:
+                return f[rows]
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            if hi - lo <= 2 * len(rows):
+                return f[lo:hi].subset(rows - lo)
+            return f[rows]
 
     def collect_garbage(self, live: set[tuple[int, int]]) -> int:
         """Delete this rank's segments not in ``live`` (pairs ``(src, seg)`` referenced by any
