@@ -188,6 +188,21 @@ def test_a_checkpoint_of_another_campaigns_model_is_still_refused(tmp_path, rng,
         SelectorService(_config(tmp_path, models.other))
 
 
+def test_a_model_that_does_not_load_is_refused_and_the_selector_goes_on(tmp_path, rng, models,
+                                                                       caplog):
+    _spool(tmp_path, rng)
+    svc = SelectorService(_config(tmp_path, models.first))
+    svc.step(once=True)
+    svc.select(2)
+    bad = publish(models.tuned, tmp_path / "updates", "broken")
+    (bad / "weights.pt").write_bytes(b"not torch")
+    version = svc.state.meta.model_version
+    svc.step(once=True)
+    assert svc.state.meta.model_version == version
+    assert "refused, the selector keeps model" in caplog.text
+    assert svc.select(2) == 2  # and it goes on selecting with the old model
+
+
 def test_picks_after_a_swap_on_three_ranks_are_those_of_a_fresh_selector(
         run_mpi, tmp_path, rng, models):
     patches = _spool(tmp_path, rng, n_files=6, n=20)
