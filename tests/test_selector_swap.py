@@ -29,6 +29,7 @@ from mummi_ml.selector import (
 )
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.picks_log import PicksLog
+from mummi_ml.selector.status import format_status
 from mummi_ml.selector.swap import CRASH_ENV
 from tests.swap_runner import publish
 from tests.test_metric_train import small_train
@@ -155,6 +156,7 @@ def test_a_swap_is_recorded_in_checkpoint_picks_log_jobs_and_status(tmp_path, rn
     assert status["model_version"] == v1
     assert [h["version"] for h in status["model_versions"]] == [v0, v1]
     assert status["model_versions"][1]["time"] >= status["model_versions"][0]["time"]
+    assert f"model {v1}, 2 model versions" in format_status(status)
 
 
 def test_a_restart_after_a_swap_resumes_on_the_new_model(tmp_path, rng, models):

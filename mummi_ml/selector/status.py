@@ -38,7 +38,9 @@ def format_status(s: dict[str, Any]) -> str:
     ck = s.get("last_checkpoint") or {}
     lines = [
         f"state        {s.get('state', '?')} ({s.get('n_ranks', '?')} ranks, "
-        f"up {s.get('uptime_s', 0):.0f} s, model {s.get('model_version', '?')})",
+        f"up {s.get('uptime_s', 0):.0f} s, model {s.get('model_version', '?')}"
+        + (f", {len(s['model_versions'])} model versions" if len(s.get("model_versions") or [])
+           > 1 else "") + ")",
         f"ingested     {s.get('ingested', 0)} patches ({s.get('patches_per_s') or 0:.1f}/s, "
         f"{s.get('accepted', 0)} accepted, {s.get('replayed', 0)} replayed copies)",
         f"pooled       {s.get('pooled', 0)} candidates "
