@@ -43,6 +43,7 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -119,6 +120,19 @@ def _absent(name: str, n: int) -> np.ndarray:
     return out
 
 
+def _h5_reason(exc: BaseException) -> str:
+    """A short reason for an HDF5/OS error: the OS's words for its errno (e.g. "No space left
+    on device") if it has one, else the first line of h5py's message without HDF5's details."""
+    errno_ = getattr(exc, "errno", None)
+    if isinstance(errno_, int) and errno_ > 0:
+        return os.strerror(errno_)
+    text = str(exc).strip()
+    said = re.search(r"error message = '([^']{1,200})'", text)  # HDF5's report of the OS error
+    if said:
+        return said.group(1)
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
     """An integer file attribute, or PatchFileError naming it."""
     value = attrs.get(key, default)
@@ -168,16 +182,23 @@ class PatchWriter:
         self._chunk = max(int(chunk_patches), 4096)
         self._gzip = ({"compression": "gzip", "compression_opts": compression_level,
                        "shuffle": True} if compression_level > 0 else {})
+        self._file: h5py.File | None = None
+        self._aborted = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(self.tmp_path, "w")
+            # no chunk cache: every append reaches the file before append() returns, so a full
+            # disk fails there, cleanly. Chunks left dirty in a cache that cannot be flushed make
+            # h5py/HDF5 fail on close and crash the interpreter (SIGSEGV) at exit.
+            self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)
         except OSError as exc:
-            raise PatchFileError(f"{self.tmp_path}: cannot create ({exc})") from None
+            self.abort()  # a file HDF5 began but could not finish must not stay behind
+            raise PatchFileError(f"{self.tmp_path}: cannot create ({_h5_reason(exc)})") from None
         try:
             self._init_layout(attrs, chunk_patches, compression_level)
         except Exception as exc:
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot set up the file ({exc})") from None
+            raise PatchFileError(f"{self.path}: cannot set up the file ({_h5_reason(exc)})"
+                                 ) from None
 
     def _init_layout(
         self, attrs: dict[str, Any] | None, chunk_patches: int, compression_level: int
@@ -247,11 +268,15 @@ class PatchWriter:
                 ds.resize(self._n + n_new, axis=0)
                 ds[self._n :] = batch.field_or_default(name)
         except Exception as exc:
-            for name in _FIELD_SHAPES:  # roll back: every dataset keeps the old length
-                self._file[_DATASETS[name][0]].resize(self._n, axis=0)
-            for name in present:
-                self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
-            raise PatchFileError(f"{self.path}: cannot append the batch ({exc})") from None
+            try:  # roll back: every dataset keeps the old length
+                for name in _FIELD_SHAPES:
+                    self._file[_DATASETS[name][0]].resize(self._n, axis=0)
+                for name in present:
+                    self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
+            except Exception:  # noqa: BLE001 - the file is unusable (e.g. disk full): drop it
+                self.abort()
+            raise PatchFileError(f"{self.path}: cannot append the batch ({_h5_reason(exc)})"
+                                 ) from None
         self._seen_ids.update(ids)
         self._n += n_new
 
@@ -271,6 +296,8 @@ class PatchWriter:
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         if self._file is None:
+            if self._aborted:
+                raise PatchFileError(f"{self.path}: writer was aborted; nothing was written")
             return self.path
         try:
             self._file.attrs["n_patches"] = self._n
@@ -282,18 +309,23 @@ class PatchWriter:
         except (OSError, RuntimeError, ValueError) as exc:
             # a full disk or a failed rename: no temporary file is left, nothing at ``path``
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot finish writing ({exc})") from None
+            raise PatchFileError(f"{self.path}: cannot finish writing ({_h5_reason(exc)})"
+                                 ) from None
         return self.path
 
     def abort(self) -> None:
         """Discard everything written; nothing appears at ``path``."""
+        self._aborted = True
         if self._file is not None:
             try:
                 self._file.close()
             except (OSError, RuntimeError, ValueError):
                 pass  # the file is removed below whatever state it is in
             self._file = None
-        self.tmp_path.unlink(missing_ok=True)
+        try:
+            self.tmp_path.unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. its directory is not one: there is nothing to remove
 
     def __enter__(self) -> PatchWriter:
         return self
