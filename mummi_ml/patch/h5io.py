@@ -70,6 +70,8 @@ __all__ = [
     "open_patches",
     "validate_dataset",
     "validate_files",
+    "check_self_contained",
+    "open_h5_self_contained",
 ]
 
 SCHEMA = "mummi-ml-patches"
@@ -142,6 +144,74 @@ def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise PatchFileError(f"{path}: attribute {key!r} is not an integer: {value!r}") from None
+
+
+def check_self_contained(group: h5py.Group, path: str | Path, kind: str = "a patch file") -> None:
+    """Refuse an HDF5 file (or group) that is not self-contained, before any data is read.
+
+    Walks every link below ``group`` without following soft or external ones and raises
+    :class:`PatchFileError` (one line naming ``path``, the entry and what it is) if a link is a
+    soft, external or user-defined link, or a dataset is virtual or uses external storage: any
+    of these lets a file make its reader copy bytes of another file (e.g. ``/etc/passwd``) into
+    patches, payloads, checkpoints and job directories. Used by :class:`PatchFile` and by every
+    other reader of HDF5 files that arrive from elsewhere or are restored from disk (selector
+    checkpoints); ``kind`` names the file in the message ("a patch file", "a checkpoint file").
+    """
+    for name in group.keys():  # link names only: nothing is dereferenced here
+        link = group.get(name, getlink=True)
+        where = f"{group.name.rstrip('/')}/{name}".lstrip("/")
+        if not isinstance(link, h5py.HardLink):
+            if isinstance(link, h5py.ExternalLink):
+                what = f"an external link to {link.filename!s:.200}:{link.path!s:.100}"
+            elif isinstance(link, h5py.SoftLink):
+                what = f"a soft link to {link.path!s:.100}"
+            else:
+                what = f"a link of type {type(link).__name__}"
+            raise PatchFileError(f"{path}: {where!r} is {what}; {kind} must hold its own data")
+        obj = group[name]
+        if isinstance(obj, h5py.Group):
+            check_self_contained(obj, path, kind)
+            continue
+        if not isinstance(obj, h5py.Dataset):
+            continue  # a named datatype: holds no data
+        dcpl = obj.id.get_create_plist()
+        if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+            raise PatchFileError(f"{path}: dataset {where!r} is a virtual dataset (its data "
+                                 f"lives in other files); {kind} must hold its own data")
+        if dcpl.get_external_count() > 0:
+            target = _decode(dcpl.get_external(0)[0])
+            raise PatchFileError(f"{path}: dataset {where!r} uses external storage (its bytes "
+                                 f"are read from {target!s:.200}); {kind} must hold its own data")
+
+
+def open_h5_self_contained(path: str | Path, kind: str = "a patch file") -> h5py.File:
+    """Open an HDF5 file read-only after checking it is a regular file, then
+    :func:`check_self_contained` (closed again if refused).
+
+    Raises:
+        PatchFileError: missing, not a regular file (a FIFO would block), not HDF5, or not
+            self-contained; one line naming ``path``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise PatchFileError(f"{p}: no such file")
+    if not p.is_file():
+        raise PatchFileError(f"{p}: not a regular file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise PatchFileError(f"{p}: not a readable HDF5 file (truncated, corrupt or another "
+                             "format)") from None
+    try:
+        check_self_contained(f, p, kind)
+    except PatchFileError:
+        f.close()
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError, OSError) as exc:  # broken metadata
+        f.close()
+        raise PatchFileError(f"{p}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
+                             ) from None
+    return f
 
 
 class PatchWriter:
@@ -367,40 +437,6 @@ class PatchFile:
                 f"{self.path}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
             ) from None
 
-    def _check_storage(self) -> None:
-        """Refuse links and datasets whose bytes live outside this file (before any read)."""
-        f = self._file
-        for name in f.keys():  # link names only: nothing is dereferenced here
-            link = f.get(name, getlink=True)
-            if isinstance(link, h5py.HardLink):
-                continue
-            if isinstance(link, h5py.ExternalLink):
-                kind = f"an external link to {link.filename}:{link.path}"
-            elif isinstance(link, h5py.SoftLink):
-                kind = f"a soft link to {link.path}"
-            else:
-                kind = f"a link of type {type(link).__name__}"
-            raise PatchFileError(
-                f"{self.path}: {name!r} is {kind}; a patch file must hold its own data"
-            )
-        for name in _FIELD_SHAPES:
-            dset = _DATASETS[name][0]
-            obj = f.get(dset)
-            if not isinstance(obj, h5py.Dataset):
-                continue  # missing or a group: reported by _check
-            dcpl = obj.id.get_create_plist()
-            if dcpl.get_layout() == h5py.h5d.VIRTUAL:
-                raise PatchFileError(
-                    f"{self.path}: dataset {dset!r} is a virtual dataset (its data lives in "
-                    "other files); a patch file must hold its own data"
-                )
-            if dcpl.get_external_count() > 0:
-                target = _decode(dcpl.get_external(0)[0])
-                raise PatchFileError(
-                    f"{self.path}: dataset {dset!r} uses external storage (its bytes are read "
-                    f"from {target!s:.200}); a patch file must hold its own data"
-                )
-
     def _check_channels(self) -> None:
         names = _decode(self._file.attrs.get("channel_names"))
         if names is None:
@@ -420,7 +456,7 @@ class PatchFile:
         )
 
     def _check(self) -> None:
-        self._check_storage()
+        check_self_contained(self._file, self.path)
         a = self._file.attrs
         if _decode(a.get("schema")) != SCHEMA:
             raise PatchFileError(f"{self.path}: not a mummi-ml patch file (no schema={SCHEMA!r})")

@@ -80,7 +80,9 @@ class PickNames:
         self.path = Path(state_dir) / NAMES_FILE
         self.names: dict[int, str] = {}
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            # undecodable bytes fail the JSON parse below: a name not known here is read
+            # again from its payload by resolve(), so a bad line only costs a re-read
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     e = json.loads(line)
                     self.names[int(e["id"])] = str(e["name"])

@@ -152,7 +152,8 @@ class SelectorService:
     def _replay_picks(self) -> None:
         """Apply picks logged after the checkpoint we restarted from (a crash between pick and
         checkpoint): remove them from the pools, add them to the selected set, unemitted."""
-        entries = [e for e in self.picks_log.read() if e["seq"] >= len(self.selected)]
+        entries = [e for e in self.picks_log.read(self.emb.dim)
+                   if e["seq"] >= len(self.selected)]
         entries.sort(key=lambda e: e["seq"])
         for e in entries:
             if e["seq"] != len(self.selected):
