@@ -72,6 +72,7 @@ __all__ = [
     "validate_files",
     "check_self_contained",
     "open_h5_self_contained",
+    "h5_error_reason",
 ]
 
 SCHEMA = "mummi-ml-patches"
@@ -122,7 +123,7 @@ def _absent(name: str, n: int) -> np.ndarray:
     return out
 
 
-def _h5_reason(exc: BaseException) -> str:
+def h5_error_reason(exc: BaseException) -> str:
     """A short reason for an HDF5/OS error: the OS's words for its errno (e.g. "No space left
     on device") if it has one, else the first line of h5py's message without HDF5's details."""
     errno_ = getattr(exc, "errno", None)
@@ -262,12 +263,13 @@ class PatchWriter:
             self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)
         except OSError as exc:
             self.abort()  # a file HDF5 began but could not finish must not stay behind
-            raise PatchFileError(f"{self.tmp_path}: cannot create ({_h5_reason(exc)})") from None
+            raise PatchFileError(f"{self.tmp_path}: cannot create ({h5_error_reason(exc)})"
+                                 ) from None
         try:
             self._init_layout(attrs, chunk_patches, compression_level)
         except Exception as exc:
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot set up the file ({_h5_reason(exc)})"
+            raise PatchFileError(f"{self.path}: cannot set up the file ({h5_error_reason(exc)})"
                                  ) from None
 
     def _init_layout(
@@ -345,7 +347,7 @@ class PatchWriter:
                     self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
             except Exception:  # noqa: BLE001 - the file is unusable (e.g. disk full): drop it
                 self.abort()
-            raise PatchFileError(f"{self.path}: cannot append the batch ({_h5_reason(exc)})"
+            raise PatchFileError(f"{self.path}: cannot append the batch ({h5_error_reason(exc)})"
                                  ) from None
         self._seen_ids.update(ids)
         self._n += n_new
@@ -379,7 +381,7 @@ class PatchWriter:
         except (OSError, RuntimeError, ValueError) as exc:
             # a full disk or a failed rename: no temporary file is left, nothing at ``path``
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot finish writing ({_h5_reason(exc)})"
+            raise PatchFileError(f"{self.path}: cannot finish writing ({h5_error_reason(exc)})"
                                  ) from None
         return self.path
 

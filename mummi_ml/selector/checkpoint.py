@@ -27,7 +27,7 @@ import numpy as np
 
 from mummi_ml.errors import PatchFileError
 from mummi_ml.jsonutil import json_dumps_strict
-from mummi_ml.patch.h5io import open_h5_self_contained
+from mummi_ml.patch.h5io import h5_error_reason, open_h5_self_contained
 from mummi_ml.selector.errors import CheckpointError
 from mummi_ml.selector.pool import POOL_FIELDS
 
@@ -69,9 +69,8 @@ def _atomic_h5(path: Path, write) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        reason = (os.strerror(exc.errno) if isinstance(getattr(exc, "errno", None), int)
-                  else str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-        raise CheckpointError(f"{path}: cannot write the checkpoint file ({reason})") from None
+        raise CheckpointError(f"{path}: cannot write the checkpoint file "
+                              f"({h5_error_reason(exc)})") from None
 
 
 def write_rank_state(ckpt: Path, rank: int, st: RankState) -> Path:

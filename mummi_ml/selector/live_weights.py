@@ -110,11 +110,15 @@ class PickNames:
                 for q in qs:
                     new[ids[q]] = ""
         if new:
-            with open(self.path, "a") as fh:
-                for i, n in new.items():
-                    fh.write(json.dumps({"id": i, "name": n}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:  # a torn last line (full disk) is skipped when read back
+                with open(self.path, "a") as fh:
+                    for i, n in new.items():
+                        fh.write(json.dumps({"id": i, "name": n}) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise MummiMLError(f"{self.path}: cannot append names "
+                                   f"({exc.strerror or exc})") from None
             self.names.update(new)
         return [self.names[i] for i in ids]
 
@@ -139,11 +143,15 @@ def write_weights(state_dir: str | Path, ids: np.ndarray, names: list[str], raw:
             "weights_raw": [int(w) for w in raw],
             "weights": [float(w) for w in normalise_weights(raw)]}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: no temporary file stays behind
+        tmp.unlink(missing_ok=True)
+        raise MummiMLError(f"{path}: cannot write the weights ({exc.strerror or exc})") from None
     return path
 
 
