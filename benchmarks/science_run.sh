@@ -10,9 +10,11 @@
 #   bash benchmarks/science_run.sh [OUT]          # default OUT=runs/science
 #
 # Sizes (environment): N_TRAIN (40000), N_EVAL (24000 patches simulated per held-out/campaign
-# file), EPOCHS (30), EVAL_POINTS (20000 evaluated: every criterion exact over ~2e8 pairs),
-# THREADS (2: training runs in one process with THREADS threads, the fastest setting on 2 cores,
-# docs/results.md). Each step is skipped when its output is complete, so an interrupted run
+# file), EPOCHS (30), GROUP_EPOCHS (EPOCHS: the group models' epochs), EVAL_POINTS (20000
+# evaluated: every criterion exact over ~2e8 pairs), THREADS (2: training runs in one process
+# with THREADS threads, the fastest setting on a quiet 2-core machine, docs/results.md; 1 when
+# the cores are shared), SEPARATE_REPORTS (1: also evaluate the two other models on their own,
+# with their shift and time sections). Each step is skipped when its output is complete, so an interrupted run
 # continues where it stopped. Every step's wall time goes to OUT/timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,8 @@ OUT=${1:-runs/science}
 N_TRAIN=${N_TRAIN:-40000}
 N_EVAL=${N_EVAL:-24000}
 EPOCHS=${EPOCHS:-30}
+GROUP_EPOCHS=${GROUP_EPOCHS:-$EPOCHS}
+SEPARATE_REPORTS=${SEPARATE_REPORTS:-1}
 EVAL_POINTS=${EVAL_POINTS:-20000}
 THREADS=${THREADS:-2}
 BIN=${BIN:-.venv/bin}
@@ -53,20 +57,20 @@ for p in "${pids[@]}"; do wait "$p"; done
 
 # The paper's learning rates with the switches at 1/4, 7/12 and 5/6 of the epochs (the paper:
 # 10, 20, 30 of 60).
-B1=$((EPOCHS / 4)); B2=$((EPOCHS * 7 / 12)); B3=$((EPOCHS * 5 / 6))
-train() {  # train NAME [--set ...]
-    local name=$1; shift
+train() {  # train NAME EPOCHS [--set ...]
+    local name=$1 epochs=$2; shift 2
+    local b1=$((epochs / 4)) b2=$((epochs * 7 / 12)) b3=$((epochs * 5 / 6))
     if [ ! -f "$OUT/$name/metric.json" ]; then
-        log "train $name: $EPOCHS epochs, lr switches after $B1 $B2 $B3, 1 process x $THREADS threads"
+        log "train $name: $epochs epochs, lr switches after $b1 $b2 $b3, 1 process x $THREADS threads"
         timed "train_$name" "$BIN/mummi-ml" train "${CFG[@]}" --no-progress --resume \
-          --set train.epochs="$EPOCHS" --set "train.lr_boundaries=[$B1,$B2,$B3]" \
+          --set train.epochs="$epochs" --set "train.lr_boundaries=[$b1,$b2,$b3]" \
           --set train.num_threads="$THREADS" "$@" \
           --data "$OUT/train.rank*.h5" --out "$OUT/$name"
     fi
 }
-train paper
-train group_rl --set model.invariance=group --set loss.w_inv=0
-train group_all --set model.invariance=group
+train paper "$EPOCHS"
+train group_rl "$GROUP_EPOCHS" --set model.invariance=group --set loss.w_inv=0
+train group_all "$GROUP_EPOCHS" --set model.invariance=group
 
 evaluate() {  # evaluate NAME OUTDIR [--ablation ...]
     local name=$1 dir=$2; shift 2
@@ -81,6 +85,8 @@ evaluate() {  # evaluate NAME OUTDIR [--ablation ...]
 evaluate group_all "$OUT/report" \
   --ablation "paper's model (learned invariance)=$OUT/paper" \
   --ablation "group, L_rad + L_lab=$OUT/group_rl"
-evaluate paper "$OUT/report_paper"
-evaluate group_rl "$OUT/report_group_rl"
+if [ "$SEPARATE_REPORTS" = 1 ]; then
+  evaluate paper "$OUT/report_paper"
+  evaluate group_rl "$OUT/report_group_rl"
+fi
 log "done: $OUT/report/report.html ($OUT/report_paper, $OUT/report_group_rl); timings in $OUT/timings.txt"

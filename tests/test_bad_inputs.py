@@ -110,6 +110,9 @@ def ws(tmp_path_factory) -> Path:
         "status_string": b'"running"',
         "status_types": json.dumps({"uptime_s": "long", "patches_per_s": []}).encode(),
         "status_binary": b"\xff\xfe\x00\x01",
+        "status_jobs": json.dumps({"jobs": {"running": "two"}}).encode(),
+        "status_checkpoint": json.dumps({"last_checkpoint": 7}).encode(),
+        "status_negative": json.dumps({"selected": -3, "state": "running"}).encode(),
     }.items():
         (d / name).mkdir()
         (d / name / "status.json").write_bytes(text)
@@ -117,7 +120,108 @@ def ws(tmp_path_factory) -> Path:
     (d / "status_dir" / "status.json").mkdir()
     (d / "jobdir_sup2" / "²").mkdir(parents=True)
     shutil.copy(d / "good.h5", d / "jobdir_sup2" / "²" / "patch.h5")
+    # patches that read fine but fail the physical validation train applies
+    for name, bad_x in {"unphysical.h5": -0.5, "nan_patch.h5": np.nan}.items():
+        shutil.copy(d / "good.h5", d / name)
+        with h5py.File(d / name, "a") as f:
+            f["x"][3] = np.full((37, 37, 14), bad_x, np.float32)
+    md = d / "model_nan_weights"  # a readable model whose every embedding is NaN
+    shutil.copytree(d / "model", md)
+    import torch
+
+    state = torch.load(md / "weights.pt", map_location="cpu")
+    for v in state.values():
+        if torch.is_tensor(v) and v.is_floating_point():
+            v.fill_(float("nan"))
+    torch.save(state, md / "weights.pt")
+    _selector_states(d)
     return d
+
+
+def _selector_config(d: Path, state: Path) -> Path:
+    """A quick selector config (model-free embedding, MD jobs that end at once) for ``state``."""
+    import yaml
+
+    cfg = d / "sc" / f"{state.name}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "selector": {"state_dir": str(state), "spool_dir": str(d / "out" / "spool"),
+                     "embedding": "mean_concentrations", "poll_interval_s": 0.02,
+                     "wait_timeout_s": 0.5, "status_interval_s": 0.2},
+        "jobs": {"slots": 2, "command": ["{python}", "-c", "pass"], "poll_interval_s": 0.01}}))
+    return cfg
+
+
+def _selector_states(d: Path) -> None:
+    """``sc/base``: the state directory of a real ``select --once`` run (a checkpoint, picks,
+    payloads); ``sc/NAME``: a copy with one file broken as NAME says."""
+    base = d / "sc" / "base"
+    base.parent.mkdir()
+    (d / "out" / "spool").mkdir(parents=True)
+    shutil.copy(d / "good.h5", d / "out" / "spool" / "p0.h5")
+    assert main(["select", "--once", "--config", str(_selector_config(d, base))]) == 0
+    shutil.rmtree(d / "out")
+    ck = "checkpoints/ckpt-00000000"
+    picks = (base / "picks.jsonl").read_text().splitlines()
+    last = json.loads(picks[-1])
+
+    def text(rel: str, data: str | bytes):
+        return lambda s: (s / rel).write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    def manifest(edit):
+        def f(s: Path) -> None:
+            p = s / ck / "manifest.json"
+            p.write_text(json.dumps(edit(json.loads(p.read_text()))))
+        return f
+
+    def h5(rel: str, edit):
+        def f(s: Path) -> None:
+            with h5py.File(s / rel, "a") as h:
+                edit(h)
+        return f
+
+    def external_z(h: h5py.File) -> None:  # pool/z's bytes come from another file
+        z = h["pool/z"]
+        shape, dtype = z.shape, z.dtype
+        del h["pool/z"]
+        h["pool"].create_dataset("z", shape=shape, dtype=dtype,
+                                 external=[(str(d / "good.h5"), 0, int(np.prod(shape)) * 4)])
+
+    def picks_with(line: str):
+        return text("picks.jsonl", "\n".join(picks) + "\n" + line + "\n")
+
+    cases = {
+        "manifest_garbage": text(f"{ck}/manifest.json", b"{nope"),
+        "manifest_list": text(f"{ck}/manifest.json", "[1, 2]"),
+        "manifest_binary": text(f"{ck}/manifest.json", b"\xff\xfe\x00"),
+        "manifest_no_dim": manifest(lambda m: {k: v for k, v in m.items() if k != "dim"}),
+        "manifest_str_dim": manifest(lambda m: {**m, "dim": "x"}),
+        "manifest_zero_ranks": manifest(lambda m: {**m, "n_ranks": 0}),
+        "manifest_time_str": manifest(lambda m: {**m, "time": "noon"}),
+        "manifest_groups_int": manifest(lambda m: {**m, "groups": 3}),
+        "rank_garbage": text(f"{ck}/rank-00000.h5", b"garbage"),
+        "rank_bad_covered": h5(f"{ck}/rank-00000.h5",
+                               lambda h: h.attrs.__setitem__("covered", "{x")),
+        "rank_bad_counters": h5(f"{ck}/rank-00000.h5",
+                                lambda h: h.attrs.__setitem__("counters", "[1]")),
+        "rank_z_wrong_shape": h5(f"{ck}/rank-00000.h5", lambda h: (
+            h["pool"].__delitem__("z"), h["pool"].create_dataset("z", data=np.zeros((3, 2))))),
+        "rank_external_storage": h5(f"{ck}/rank-00000.h5", external_z),
+        "selected_no_ids": h5(f"{ck}/selected.h5", lambda h: h["selected"].__delitem__("ids")),
+        "selected_soft_link": h5(f"{ck}/selected.h5", lambda h: (
+            h.__delitem__("accepted_ids"), h.__setitem__("accepted_ids",
+                                                         h5py.SoftLink("/selected/ids")))),
+        "picks_garbage_line": text("picks.jsonl", "{bad\n" + "\n".join(picks) + "\n"),
+        "picks_list_line": picks_with("[1, 2]"),
+        "picks_missing_key": picks_with(json.dumps({"seq": len(picks)})),
+        "picks_str_seq": picks_with(json.dumps({**last, "seq": str(len(picks))})),
+        "picks_nan_z": picks_with(json.dumps({**last, "seq": len(picks), "z": [None] * 14})),
+        "picks_short_z": picks_with(json.dumps({**last, "seq": len(picks), "z": [0.5]})),
+        "picks_binary": text("picks.jsonl", b"\xff\xfe\x00\x01\n"),
+    }
+    for name, edit in cases.items():
+        shutil.copytree(base, d / "sc" / name)
+        edit(d / "sc" / name)
+        _selector_config(d, d / "sc" / name)
 
 
 def digest(paths: list[Path]) -> dict[str, str]:
@@ -255,11 +359,11 @@ def _value_cases():
     yield "relax-missing-dir", ["relax", "{ws}/nowhere"]
     yield "relax-missing-patch", ["relax", "{ws}/cfgdir.yaml"]
     yield "relax-seed-config", [*rx, "--set", "jobs.relax_seed=-5"]
-    for name in ["status_garbage", "status_list", "status_string", "status_types",
+    for name in ["status_garbage", "status_list", "status_string", "status_types", "status_jobs",
+                 "status_checkpoint", "status_negative",
                  "status_binary", "status_dir", "nowhere"]:
         yield f"status-{name}", ["status", "{ws}/" + name]
-        if name != "status_types":  # --json prints the raw object, whatever its values
-            yield f"status-json-{name}", ["status", "--json", "{ws}/" + name]
+        yield f"status-json-{name}", ["status", "--json", "{ws}/" + name]
     yield "status-config-not-offered", ["status", "--config", "{ws}/list.yaml", "{ws}/model"]
     yield "info-set-not-offered", ["info", "--set", "a=1", "{ws}/good.h5"]
     yield "embed-config-not-offered", ["embed", "--config", "x.yaml", "--model", "{ws}/model",
@@ -268,9 +372,24 @@ def _value_cases():
                                        "{ws}/good.h5", "--out", "{ws}/out/ev", "--ablation", "x"]
     yield "sweep-eval-missing", ["sweep", "--data", "{ws}/good.h5", "--eval-data",
                                  "{ws}/missing.h5", "--out", "{ws}/out/sw"]
+    for name in ["unphysical.h5", "nan_patch.h5"]:  # readable, but not physical patches
+        yield f"embed-{name}", ["embed", "--model", "{ws}/model", "--data", "{ws}/good.h5",
+                                "{ws}/" + name, "--out", "{ws}/out/z.npy"]
+        yield f"train-{name}", ["train", "--data", "{ws}/" + name, "--out", "{ws}/out/m"]
+    yield "embed-nan-embeddings", ["embed", "--model", "{ws}/model_nan_weights", "--data",
+                                   "{ws}/good.h5", "--out", "{ws}/out/z.npy"]
+    for name in SELECTOR_STATES:
+        yield f"select-state-{name}", ["select", "--once", "--config", "{ws}/sc/" + name + ".yaml"]
     yield "no-such-command", ["frobnicate"]
 
 
+SELECTOR_STATES = [
+    "manifest_garbage", "manifest_list", "manifest_binary", "manifest_no_dim", "manifest_str_dim",
+    "manifest_zero_ranks", "manifest_time_str", "manifest_groups_int", "rank_garbage",
+    "rank_bad_covered", "rank_bad_counters", "rank_z_wrong_shape", "rank_external_storage",
+    "selected_no_ids", "selected_soft_link", "picks_garbage_line", "picks_list_line",
+    "picks_missing_key", "picks_str_seq", "picks_nan_z", "picks_short_z", "picks_binary",
+]
 CASES = [*_h5_cases(), *_model_cases(), *_config_cases(), *_value_cases()]
 FINAL_OUTPUTS = ["out/z.npy", "out/z.txt", "out/s.h5", "out/m/metric.json", "out/ev/metrics.json",
                  "out/ev/report.html", "out/sw/sweep.md", "jobdir_sup2/²/result.h5"]
@@ -319,6 +438,69 @@ def test_relax_writes_into_a_job_dir_named_with_a_non_ascii_digit(ws, capsys):
     assert main(["info", "--json", str(job / "result.h5")]) == 0  # array attribute relax_seeds
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["attrs"]["relax_seeds"][:3] == [1, 2, 3]
+
+
+def test_embed_refuses_patches_that_train_would_refuse(ws, capsys):
+    line = refused_in_process(["embed", "--model", str(ws / "model"), "--data",
+                               str(ws / "unphysical.h5"), "--out", str(ws / "z_unphys.npy")],
+                              capsys)
+    assert "unphysical.h5" in line and "patch 3" in line
+    assert not list(ws.glob("*z_unphys*"))
+
+
+def test_embed_never_writes_non_finite_embeddings(ws, capsys):
+    line = refused_in_process(["embed", "--model", str(ws / "model_nan_weights"), "--data",
+                               str(ws / "good.h5"), "--out", str(ws / "z_nan.npy")], capsys)
+    assert "non-finite embedding" in line
+    assert not list(ws.glob("*z_nan*"))
+
+
+def test_checkpoint_with_external_storage_is_refused_on_restore(ws, capsys):
+    line = refused_in_process(["select", "--once", "--config",
+                               str(ws / "sc" / "rank_external_storage.yaml")], capsys)
+    assert "rank-00000.h5" in line and "external storage" in line and "good.h5" in line
+
+
+def test_status_refuses_values_of_the_wrong_type(ws, capsys):
+    for argv in (["status", "--json", str(ws / "status_types")],
+                 ["status", str(ws / "status_types")]):
+        line = refused_in_process(argv, capsys)
+        assert "'uptime_s' should be a number" in line
+
+
+def _copy_state(ws: Path, name: str) -> Path:
+    """A fresh copy of the base selector state as ``sc/NAME`` with its config."""
+    dst = ws / "sc" / name
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(ws / "sc" / "base", dst)
+    (ws / "out" / "spool").mkdir(parents=True, exist_ok=True)
+    return dst
+
+
+def test_select_drops_a_torn_last_line_of_the_picks_log(ws):
+    """Documented recovery: a crash or full disk mid-append leaves an unfinished last line;
+    the selector drops it (the pick was never emitted) and goes on."""
+    state = _copy_state(ws, "picks_torn_last")
+    picks = state / "picks.jsonl"
+    complete = picks.read_text()
+    picks.write_text(complete + complete.splitlines()[-1][:25])
+    try:
+        assert main(["select", "--once", "--config", str(_selector_config(ws, state))]) == 0
+        assert picks.read_text().startswith(complete)
+        assert all(json.loads(line) for line in picks.read_text().splitlines())
+    finally:
+        shutil.rmtree(ws / "out", ignore_errors=True)
+
+
+def test_select_rewrites_a_malformed_status_file(ws):
+    """Documented recovery: status.json is the selector's output, never read back by it."""
+    state = _copy_state(ws, "status_malformed")
+    (state / "status.json").write_bytes(b"\xff{not json")
+    try:
+        assert main(["select", "--once", "--config", str(_selector_config(ws, state))]) == 0
+        assert json.loads((state / "status.json").read_text())["state"] == "stopped"
+    finally:
+        shutil.rmtree(ws / "out", ignore_errors=True)
 
 
 # ---- real processes: the same contract through python -m mummi_ml (and FIFOs never block) -------

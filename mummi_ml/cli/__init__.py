@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         p.add_argument("--debug", action="store_true", help="show a traceback on errors")
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(run_subcommand=mod.run)
     return parser
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        return int(args.run_subcommand(args) or 0)
     except KeyboardInterrupt:
         print(f"mummi-ml {args.command}: interrupted", file=sys.stderr)
         return 130

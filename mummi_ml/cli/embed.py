@@ -1,6 +1,9 @@
 """``mummi-ml embed``: embed every patch of HDF5 files with a trained metric into a ``.npy``.
 
 Row i of the output is patch i of the files in order (as ``PatchDataset(files)`` reads them).
+The files are validated first as ``train`` validates its data
+(:func:`~mummi_ml.patch.validate_dataset`), and a non-finite embedding is refused: nothing is
+written unless every row is finite.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mummi_ml.metric import Metric, MetricError
-    from mummi_ml.patch import PatchDataset
+    from mummi_ml.patch import PatchDataset, validate_dataset
 
     if args.batch_size < 1:
         raise MetricError(f"--batch-size: expected >= 1, got {args.batch_size}")
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     metric = Metric.load(args.model, device=args.device)
     quiet = args.no_progress or not sys.stderr.isatty() or os.environ.get("CI") in ("1", "true")
     with PatchDataset([Path(p) for p in args.data]) as ds:
+        # the checks train applies (finite, physically possible concentrations, consistent
+        # counts, unique ids), in one streaming pass before any work: a metric embeds garbage
+        # into plausible-looking vectors, so garbage must not reach it
+        validate_dataset(ds, args.batch_size)
         n = len(ds)
         # a hidden name no "*.npy" glob matches; removed on any failure
         with atomic_path(out, fsync=False) as tmp:

@@ -53,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     # every argument is checked before the work (and before any progress line)
     from mummi_ml.metric import MetricError
-    from mummi_ml.patch import PatchDataset
+    from mummi_ml.patch import validate_files
 
-    with PatchDataset([Path(p) for p in args.data]):  # opens (checks) every file, reads nothing
-        pass
+    # opens every file and validates every patch (one streaming pass; train_model repeats it on
+    # every rank): a bad patch is one line, not one line after the banner
+    validate_files([Path(p) for p in args.data])
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise MetricError(f"--out: {args.out} exists and is not a directory")
     if args.init_from is not None:

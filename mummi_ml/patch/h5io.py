@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
+import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -68,6 +70,9 @@ __all__ = [
     "open_patches",
     "validate_dataset",
     "validate_files",
+    "check_self_contained",
+    "open_h5_self_contained",
+    "h5_error_reason",
 ]
 
 SCHEMA = "mummi-ml-patches"
@@ -118,6 +123,19 @@ def _absent(name: str, n: int) -> np.ndarray:
     return out
 
 
+def h5_error_reason(exc: BaseException) -> str:
+    """A short reason for an HDF5/OS error: the OS's words for its errno (e.g. "No space left
+    on device") if it has one, else the first line of h5py's message without HDF5's details."""
+    errno_ = getattr(exc, "errno", None)
+    if isinstance(errno_, int) and errno_ > 0:
+        return os.strerror(errno_)
+    text = str(exc).strip()
+    said = re.search(r"error message = '([^']{1,200})'", text)  # HDF5's report of the OS error
+    if said:
+        return said.group(1)
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
     """An integer file attribute, or PatchFileError naming it."""
     value = attrs.get(key, default)
@@ -127,6 +145,74 @@ def _int_attr(path: Path, attrs: Any, key: str, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise PatchFileError(f"{path}: attribute {key!r} is not an integer: {value!r}") from None
+
+
+def check_self_contained(group: h5py.Group, path: str | Path, kind: str = "a patch file") -> None:
+    """Refuse an HDF5 file (or group) that is not self-contained, before any data is read.
+
+    Walks every link below ``group`` without following soft or external ones and raises
+    :class:`PatchFileError` (one line naming ``path``, the entry and what it is) if a link is a
+    soft, external or user-defined link, or a dataset is virtual or uses external storage: any
+    of these lets a file make its reader copy bytes of another file (e.g. ``/etc/passwd``) into
+    patches, payloads, checkpoints and job directories. Used by :class:`PatchFile` and by every
+    other reader of HDF5 files that arrive from elsewhere or are restored from disk (selector
+    checkpoints); ``kind`` names the file in the message ("a patch file", "a checkpoint file").
+    """
+    for name in group.keys():  # link names only: nothing is dereferenced here
+        link = group.get(name, getlink=True)
+        where = f"{group.name.rstrip('/')}/{name}".lstrip("/")
+        if not isinstance(link, h5py.HardLink):
+            if isinstance(link, h5py.ExternalLink):
+                what = f"an external link to {link.filename!s:.200}:{link.path!s:.100}"
+            elif isinstance(link, h5py.SoftLink):
+                what = f"a soft link to {link.path!s:.100}"
+            else:
+                what = f"a link of type {type(link).__name__}"
+            raise PatchFileError(f"{path}: {where!r} is {what}; {kind} must hold its own data")
+        obj = group[name]
+        if isinstance(obj, h5py.Group):
+            check_self_contained(obj, path, kind)
+            continue
+        if not isinstance(obj, h5py.Dataset):
+            continue  # a named datatype: holds no data
+        dcpl = obj.id.get_create_plist()
+        if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+            raise PatchFileError(f"{path}: dataset {where!r} is a virtual dataset (its data "
+                                 f"lives in other files); {kind} must hold its own data")
+        if dcpl.get_external_count() > 0:
+            target = _decode(dcpl.get_external(0)[0])
+            raise PatchFileError(f"{path}: dataset {where!r} uses external storage (its bytes "
+                                 f"are read from {target!s:.200}); {kind} must hold its own data")
+
+
+def open_h5_self_contained(path: str | Path, kind: str = "a patch file") -> h5py.File:
+    """Open an HDF5 file read-only after checking it is a regular file, then
+    :func:`check_self_contained` (closed again if refused).
+
+    Raises:
+        PatchFileError: missing, not a regular file (a FIFO would block), not HDF5, or not
+            self-contained; one line naming ``path``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise PatchFileError(f"{p}: no such file")
+    if not p.is_file():
+        raise PatchFileError(f"{p}: not a regular file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise PatchFileError(f"{p}: not a readable HDF5 file (truncated, corrupt or another "
+                             "format)") from None
+    try:
+        check_self_contained(f, p, kind)
+    except PatchFileError:
+        f.close()
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError, OSError) as exc:  # broken metadata
+        f.close()
+        raise PatchFileError(f"{p}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
+                             ) from None
+    return f
 
 
 class PatchWriter:
@@ -167,16 +253,24 @@ class PatchWriter:
         self._chunk = max(int(chunk_patches), 4096)
         self._gzip = ({"compression": "gzip", "compression_opts": compression_level,
                        "shuffle": True} if compression_level > 0 else {})
+        self._file: h5py.File | None = None
+        self._aborted = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(self.tmp_path, "w")
+            # no chunk cache: every append reaches the file before append() returns, so a full
+            # disk fails there, cleanly. Chunks left dirty in a cache that cannot be flushed make
+            # h5py/HDF5 fail on close and crash the interpreter (SIGSEGV) at exit.
+            self._file = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)
         except OSError as exc:
-            raise PatchFileError(f"{self.tmp_path}: cannot create ({exc})") from None
+            self.abort()  # a file HDF5 began but could not finish must not stay behind
+            raise PatchFileError(f"{self.tmp_path}: cannot create ({h5_error_reason(exc)})"
+                                 ) from None
         try:
             self._init_layout(attrs, chunk_patches, compression_level)
         except Exception as exc:
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot set up the file ({exc})") from None
+            raise PatchFileError(f"{self.path}: cannot set up the file ({h5_error_reason(exc)})"
+                                 ) from None
 
     def _init_layout(
         self, attrs: dict[str, Any] | None, chunk_patches: int, compression_level: int
@@ -246,11 +340,15 @@ class PatchWriter:
                 ds.resize(self._n + n_new, axis=0)
                 ds[self._n :] = batch.field_or_default(name)
         except Exception as exc:
-            for name in _FIELD_SHAPES:  # roll back: every dataset keeps the old length
-                self._file[_DATASETS[name][0]].resize(self._n, axis=0)
-            for name in present:
-                self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
-            raise PatchFileError(f"{self.path}: cannot append the batch ({exc})") from None
+            try:  # roll back: every dataset keeps the old length
+                for name in _FIELD_SHAPES:
+                    self._file[_DATASETS[name][0]].resize(self._n, axis=0)
+                for name in present:
+                    self._file[_OPTIONAL[name][0]].resize(self._n, axis=0)
+            except Exception:  # noqa: BLE001 - the file is unusable (e.g. disk full): drop it
+                self.abort()
+            raise PatchFileError(f"{self.path}: cannot append the batch ({h5_error_reason(exc)})"
+                                 ) from None
         self._seen_ids.update(ids)
         self._n += n_new
 
@@ -270,6 +368,8 @@ class PatchWriter:
     def close(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         if self._file is None:
+            if self._aborted:
+                raise PatchFileError(f"{self.path}: writer was aborted; nothing was written")
             return self.path
         try:
             self._file.attrs["n_patches"] = self._n
@@ -281,18 +381,23 @@ class PatchWriter:
         except (OSError, RuntimeError, ValueError) as exc:
             # a full disk or a failed rename: no temporary file is left, nothing at ``path``
             self.abort()
-            raise PatchFileError(f"{self.path}: cannot finish writing ({exc})") from None
+            raise PatchFileError(f"{self.path}: cannot finish writing ({h5_error_reason(exc)})"
+                                 ) from None
         return self.path
 
     def abort(self) -> None:
         """Discard everything written; nothing appears at ``path``."""
+        self._aborted = True
         if self._file is not None:
             try:
                 self._file.close()
             except (OSError, RuntimeError, ValueError):
                 pass  # the file is removed below whatever state it is in
             self._file = None
-        self.tmp_path.unlink(missing_ok=True)
+        try:
+            self.tmp_path.unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. its directory is not one: there is nothing to remove
 
     def __enter__(self) -> PatchWriter:
         return self
@@ -334,40 +439,6 @@ class PatchFile:
                 f"{self.path}: corrupt HDF5 metadata ({str(exc).splitlines()[0][:120]})"
             ) from None
 
-    def _check_storage(self) -> None:
-        """Refuse links and datasets whose bytes live outside this file (before any read)."""
-        f = self._file
-        for name in f.keys():  # link names only: nothing is dereferenced here
-            link = f.get(name, getlink=True)
-            if isinstance(link, h5py.HardLink):
-                continue
-            if isinstance(link, h5py.ExternalLink):
-                kind = f"an external link to {link.filename}:{link.path}"
-            elif isinstance(link, h5py.SoftLink):
-                kind = f"a soft link to {link.path}"
-            else:
-                kind = f"a link of type {type(link).__name__}"
-            raise PatchFileError(
-                f"{self.path}: {name!r} is {kind}; a patch file must hold its own data"
-            )
-        for name in _FIELD_SHAPES:
-            dset = _DATASETS[name][0]
-            obj = f.get(dset)
-            if not isinstance(obj, h5py.Dataset):
-                continue  # missing or a group: reported by _check
-            dcpl = obj.id.get_create_plist()
-            if dcpl.get_layout() == h5py.h5d.VIRTUAL:
-                raise PatchFileError(
-                    f"{self.path}: dataset {dset!r} is a virtual dataset (its data lives in "
-                    "other files); a patch file must hold its own data"
-                )
-            if dcpl.get_external_count() > 0:
-                target = _decode(dcpl.get_external(0)[0])
-                raise PatchFileError(
-                    f"{self.path}: dataset {dset!r} uses external storage (its bytes are read "
-                    f"from {target!s:.200}); a patch file must hold its own data"
-                )
-
     def _check_channels(self) -> None:
         names = _decode(self._file.attrs.get("channel_names"))
         if names is None:
@@ -387,7 +458,7 @@ class PatchFile:
         )
 
     def _check(self) -> None:
-        self._check_storage()
+        check_self_contained(self._file, self.path)
         a = self._file.attrs
         if _decode(a.get("schema")) != SCHEMA:
             raise PatchFileError(f"{self.path}: not a mummi-ml patch file (no schema={SCHEMA!r})")

@@ -83,7 +83,9 @@ class PickNames:
         self.path = Path(state_dir) / NAMES_FILE
         self.names: dict[int, str] = {}
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            # undecodable bytes fail the JSON parse below: a name not known here is read
+            # again from its payload by resolve(), so a bad line only costs a re-read
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     e = json.loads(line)
                     self.names[int(e["id"])] = str(e["name"])
@@ -111,8 +113,12 @@ class PickNames:
                 for q in qs:
                     new[ids[q]] = ""
         if new:
-            append_jsonl_many(self.path, [{"id": i, "name": n} for i, n in new.items()],
-                              fsync=True)
+            try:  # a torn last line (full disk) is skipped when read back
+                append_jsonl_many(self.path, [{"id": i, "name": n} for i, n in new.items()],
+                                  fsync=True)
+            except OSError as exc:
+                raise MummiMLError(f"{self.path}: cannot append names "
+                                   f"({exc.strerror or exc})") from None
             self.names.update(new)
         return [self.names[i] for i in ids]
 
@@ -135,7 +141,10 @@ def write_weights(state_dir: str | Path, ids: np.ndarray, names: list[str], raw:
             "checkpoint": int(checkpoint), "ids": [int(i) for i in ids], "names": list(names),
             "weights_raw": [int(w) for w in raw],
             "weights": [float(w) for w in normalise_weights(raw)]}
-    write_json_atomic(path, data, fsync=True, indent=None)
+    try:  # e.g. a full disk: no temporary file stays behind
+        write_json_atomic(path, data, fsync=True, indent=None)
+    except OSError as exc:
+        raise MummiMLError(f"{path}: cannot write the weights ({exc.strerror or exc})") from None
     return path
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from mummi_ml.durable import atomic_path
 from mummi_ml.errors import MummiMLError
+from mummi_ml.patch.h5io import open_h5_self_contained
 from mummi_ml.selector.config import SelectorConfig
 from mummi_ml.selector.distance import score
 from mummi_ml.selector.greedy import LazyGreedy
@@ -283,7 +284,7 @@ class PatchSelector:
         if not path.exists():
             return False
         try:
-            with h5py.File(path, "r") as f:
+            with open_h5_self_contained(path, "a selector state file") as f:
                 meta = json.loads(f.attrs["meta"])
                 names = [v.decode() if isinstance(v, bytes) else str(v) for v in f["names"][:]]
                 pool = {k: v[:] for k, v in f["pool"].items()} if "pool" in f else None

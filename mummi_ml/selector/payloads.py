@@ -53,7 +53,8 @@ class PayloadStore:
         path = self.path(self.rank, seg)
         with PatchWriter(
             path, attrs={"created_by": "mummi-ml selector"},
-            chunk_patches=64, compression_level=0, durable=False,
+            # uncompressed chunks take their full size on disk: no larger than the batch
+            chunk_patches=min(64, max(1, len(batch))), compression_level=0, durable=False,
         ) as w:
             w.append(batch)
         self.unsynced.append(path)

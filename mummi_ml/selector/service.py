@@ -158,8 +158,8 @@ class SelectorService:
         """Apply picks logged after the checkpoint we restarted from (a crash between pick and
         checkpoint): remove them from the pools, add them to the selected set, unemitted."""
         m = len(self.state.selected)
-        entries = sorted((e for e in self.picks_log.read() if e["seq"] >= m),
-                         key=lambda e: e["seq"])
+        logged = self.picks_log.read(self.emb.dim, self.emb.version)
+        entries = sorted((e for e in logged if e["seq"] >= m), key=lambda e: e["seq"])
         n = self.state.replay_picks(entries)
         if n < len(entries):
             log.error("picks log: entry %d does not follow %d; ignoring the rest",

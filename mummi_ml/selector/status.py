@@ -9,7 +9,7 @@ from typing import Any
 from mummi_ml.durable import write_json_atomic
 from mummi_ml.selector.errors import SelectorError
 
-__all__ = ["STATUS_NAME", "write_status", "read_status", "format_status"]
+__all__ = ["STATUS_NAME", "write_status", "read_status", "check_status", "format_status"]
 
 STATUS_NAME = "status.json"
 
@@ -17,19 +17,71 @@ STATUS_NAME = "status.json"
 def write_status(state_dir: str | Path, status: dict[str, Any]) -> Path:
     """Write ``status.json`` (atomically: readers never see half a file; not fsynced)."""
     path = Path(state_dir) / STATUS_NAME
-    write_json_atomic(path, status, fsync=False, indent=1, sort_keys=True)
+    try:  # e.g. a full disk: no temporary file stays behind
+        write_json_atomic(path, status, fsync=False, indent=1, sort_keys=True)
+    except OSError as exc:
+        raise SelectorError(f"{path}: cannot write the status ({exc.strerror or exc})") from None
     return path
 
 
 def read_status(state_dir: str | Path) -> dict[str, Any]:
-    """The last status of the selector whose state directory is ``state_dir``."""
+    """The last status of the selector whose state directory is ``state_dir``, checked by
+    :func:`check_status` (SelectorError, one line, if it is not valid)."""
     path = Path(state_dir) / STATUS_NAME
     if not path.is_file():
         raise SelectorError(f"{path}: no status file (is {state_dir} a selector state directory?)")
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
+        status = json.loads(path.read_text())
+    except ValueError as exc:  # also UnicodeDecodeError
         raise SelectorError(f"{path}: not valid JSON ({exc})") from None
+    return check_status(status, path)
+
+
+_COUNTS = ("ingested", "accepted", "quarantined", "evicted", "quarantined_files", "replayed",
+           "pooled", "pool_bytes", "selected", "n_ranks", "jobs_active", "bytes_per_candidate")
+_NUMBERS = ("time", "uptime_s", "patches_per_s")  # patches_per_s may be null: not defined
+_STRINGS = ("state", "model_version", "novelty", "state_dir")
+
+
+def check_status(status: Any, path: str | Path = STATUS_NAME) -> dict[str, Any]:
+    """``status`` if every field the service writes has its type, else SelectorError (one
+    line naming the field): counts are integers >= 0, times and rates numbers (or null),
+    names strings, ``jobs`` a map of state -> count, ``last_checkpoint`` a map with an integer
+    ``seq``, a number ``time`` and a string ``time_iso``. Missing fields are allowed (older
+    services wrote fewer), unknown ones are left alone."""
+    def bad(key: str, want: str, value: Any) -> SelectorError:
+        return SelectorError(f"{path}: malformed status: {key!r} should be {want}, got "
+                             f"{json.dumps(value)[:60]}")
+
+    def is_count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    def is_number(v: Any, null: bool = False) -> bool:
+        return (null and v is None) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    if not isinstance(status, dict):
+        raise SelectorError(f"{path}: malformed status (expected a JSON object, got "
+                            f"{type(status).__name__})")
+    for key in _COUNTS:
+        if key in status and not is_count(status[key]):
+            raise bad(key, "an integer >= 0", status[key])
+    for key in _NUMBERS:
+        if key in status and not is_number(status[key], null=key == "patches_per_s"):
+            raise bad(key, "a number", status[key])
+    for key in _STRINGS:
+        if key in status and not isinstance(status[key], str):
+            raise bad(key, "a string", status[key])
+    versions = status.get("model_versions", [])
+    if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
+        raise bad("model_versions", "a list of objects", versions)
+    jobs = status.get("jobs", {})
+    if not isinstance(jobs, dict) or not all(is_count(v) for v in jobs.values()):
+        raise bad("jobs", "a map of job state -> count", jobs)
+    ck = status.get("last_checkpoint", {})
+    ok = isinstance(ck, dict) and is_count(ck.get("seq", 0)) and is_number(ck.get("time", 0))
+    if not ok or not isinstance(ck.get("time_iso", ""), str):
+        raise bad("last_checkpoint", "a map with seq, time and time_iso", ck)
+    return status
 
 
 def format_status(s: dict[str, Any]) -> str:
