@@ -10,6 +10,7 @@ from mummi_ml.config_loader import StrictModel
 from mummi_ml.patch.constants import N_CLASSES
 from mummi_ml.selector.drift_config import DriftConfig
 from mummi_ml.selector.groups import QueuesConfig
+from mummi_ml.selector.retrain_config import RetrainConfig
 
 __all__ = ["SelectorConfig"]
 
@@ -113,6 +114,14 @@ class SelectorConfig(StrictModel):
     drift: DriftConfig | None = Field(
         None, description="drift monitor: window of arrivals and thresholds (see "
         "mummi_ml.selector.drift); null: no monitor"
+    )
+    model_updates_dir: str | None = Field(
+        None, description="directory of retrained model directories (each complete when its "
+        "COMPLETE marker exists); the retraining jobs write there"
+    )
+    retrain: RetrainConfig | None = Field(
+        None, description="retraining reservoir, snapshot triggers and job (see "
+        "mummi_ml.selector.loop); null: none"
     )
 
     @model_validator(mode="after")

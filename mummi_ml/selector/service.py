@@ -23,6 +23,7 @@ from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
 from mummi_ml.selector.live_weights import publish_weights
+from mummi_ml.selector.loop import ClosedLoop
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.ood import make_domain_guard
 from mummi_ml.selector.payloads import PayloadStore
@@ -86,6 +87,8 @@ class SelectorService:
         self.state = SelectorState.restore(self.state_dir, StateMeta(
             dim=self.emb.dim, kk=self.kk, model_version=self.emb.version,
             novelty=self.s.novelty, groups=tuple(groups.names)), comm)
+        # closed loop (drift monitor, reservoir, snapshots): mummi_ml.selector.loop
+        self.loop = ClosedLoop(cfg, self.state, self.emb.embed, self.emb.version)
         self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
                                  self.s.frontier_size, groups=groups)
         self.ingestor = Ingestor(
@@ -93,6 +96,7 @@ class SelectorService:
             NearestSelected(self.kk, self.s.nn_backend), self.s.capacity_per_rank,
             self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
             self.comm, make_domain_guard(self.s, self.emb), ledger=self.state.ledger,
+            on_accept=self.loop.on_accept,
         )
         self.sources = (sources if sources is not None
                         else open_sources(self.s, self.rank, self.size))
@@ -231,7 +235,8 @@ class SelectorService:
         covers and the payload segments no longer referenced."""
         t = time.time()
         publish_weights(self.state)  # before the payloads of picks may be deleted below
-        covered = self.state.checkpoint(self.s.keep_checkpoints)
+        self.loop.checkpoint(self.state.seq)
+        covered = self.state.checkpoint(self.s.keep_checkpoints, self.loop.live_segments())
         for src in self.sources:
             src.retire(covered)
         log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.state.seq - 1,
@@ -240,7 +245,8 @@ class SelectorService:
     def report(self, state: str = "running") -> dict:
         """Global counters (collective); rank 0 writes status.json and logs one line."""
         jobs = self.emitter.counts() if self.emitter is not None else {}
-        return self.state.report(state, jobs, time.time() - self.t_start)
+        return self.state.report(state, jobs, time.time() - self.t_start,
+                                 self.loop.status() if self.rank == 0 else None)
 
     def stop_requested(self) -> bool:
         """This rank's view of "stop": SIGTERM arrived or ``STATE_DIR/STOP`` exists (read by
@@ -270,6 +276,7 @@ class SelectorService:
             free = self._free_slots()
             if free > 0:
                 self.select(free)
+        self.loop.step(bool(flags[_INPUT]), len(self.selected))
         if flags[_CKPT] and not flags[_STOP]:
             self.checkpoint()
         if flags[_REPORT]:
