@@ -11,8 +11,9 @@ The service calls four hooks (everything else is here):
   partials), so after every iteration rank 0 holds the whole loop state. Rank 0 then closes a
   drift window when it has ``drift.window`` arrivals (``STATE/drift.jsonl``, one log line, an
   event logged once with its figures) and writes a training snapshot when one is due;
-- :meth:`ClosedLoop.checkpoint` before every checkpoint (collective): the same merge, then rank 0
-  writes ``loop.h5`` into the checkpoint directory (before the manifest completes it); its
+- :meth:`ClosedLoop.checkpoint` before every checkpoint (collective): the same merge (and window
+  close and snapshot), then rank 0 writes ``loop.h5`` into the checkpoint directory (before
+  the manifest completes it); its
   :meth:`~ClosedLoop.live_segments` keep the reservoir's payload segments from the garbage
   collection. A restart on any number of ranks loads ``loop.h5`` on rank 0;
 - :meth:`ClosedLoop.status` for ``status.json``.
@@ -167,22 +168,26 @@ class ClosedLoop:
                     [self.reservoir] + [Reservoir.from_state(p[1]) for p in parts[1:]])
         return True
 
-    def step(self, had_input: bool, picks: int) -> None:
+    def step(self, had_input: bool) -> None:
         """Once per loop iteration on every rank; ``had_input`` (agreed over the ranks): merge
         (collective), then rank 0 closes a full drift window and writes a due snapshot."""
         if not self.active:
             return
         if had_input and not self._merge():
             return
-        if self.rank != 0:
-            return
+        if self.rank == 0:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Rank 0 after a merge: close a full window, write a due snapshot."""
         reasons = []
-        if had_input and self.drift is not None and self.drift.ready(self.drift.stats):
+        if self.drift is not None and self.drift.ready(self.drift.stats):
             rec = self.drift.close(self.drift.stats)
             self._record(rec)
             if rec.event and self.rc is not None and self.rc.on_drift:
                 reasons.append("drift")
         if self.reservoir is not None:
+            picks = len(self.state.selected)
             reasons += self._due(picks)
             if reasons:
                 self.snapshot(reasons, picks)
@@ -304,6 +309,7 @@ class ClosedLoop:
         """Before checkpoint ``seq`` (collective): merge on rank 0, which writes ``loop.h5``."""
         if not self.active or not self._merge():
             return
+        self._settle()
         d = ck.checkpoint_dir(self.state_dir, seq)
         d.mkdir(parents=True, exist_ok=True)
         with atomic_path(d / LOOP_FILE, fsync=True) as tmp, h5py.File(tmp, "w") as f:

@@ -276,7 +276,7 @@ class SelectorService:
             free = self._free_slots()
             if free > 0:
                 self.select(free)
-        self.loop.step(bool(flags[_INPUT]), len(self.selected))
+        self.loop.step(bool(flags[_INPUT]))
         if flags[_CKPT] and not flags[_STOP]:
             self.checkpoint()
         if flags[_REPORT]:
