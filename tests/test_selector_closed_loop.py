@@ -63,7 +63,7 @@ def config(tmp_path: Path, model: Path, **sel):
 
 
 def spool(tmp_path: Path, *batches: PatchBatch) -> None:
-    (tmp_path / "spool").mkdir(exist_ok=True)
+    (tmp_path / "spool").mkdir(parents=True, exist_ok=True)
     for b in batches:
         write_patches(tmp_path / "spool" / f"b{int(b.ids[0]):06d}.h5", b)
 
