@@ -9,7 +9,8 @@ Steps (each the subcommand of the same name, run in this process, into ``OUT``):
 4. the closed loop, in rounds of ``couple --spool`` + ``select --once`` (stream patches into a
    spool directory, let the selector embed them, pick the most novel and run one stand-in MD
    job per free slot): round 1 streams pre-campaign patches, rounds 2 and 3 campaign-preset
-   patches (the stream drifts). When the selector's drift monitor sees the drift in round 2 it
+   patches whose parameters have reached the campaign targets (:data:`SWITCH`: the stream
+   switches). When the selector's drift monitor sees the drift in round 2 it
    writes a training snapshot (its reservoir + the selected patches) and submits the retraining
    (``train --init-from`` the model, fine-tuning) through the jobs backend into
    ``OUT/model-updates/``; when it does not (at the demo's size the campaign patches of a short
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         if done.exists():
             continue
         _step(f"round {i + 1}: couple ({preset} patches into the spool)", ["couple", *common,
-              *quiet, "--set", f"continuum.seed={3003 + 1000 * i}", "--replica-offset",
+              *quiet, *(SWITCH if preset == "campaign" else []),
+              "--set", f"continuum.seed={3003 + 1000 * i}", "--replica-offset",
               str(3000 + 1000 * i), "--preset", preset, "--patches", str(n), "--batch-size",
               "256", "--spool", str(spool)])
         _step(f"round {i + 1}: select --once", select)
@@ -128,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+SWITCH = ["--set", "continuum.campaign.drift_time_us=0.5", "--set", "continuum.equilibration_us=6"]
+"""The campaign rounds' stream has switched: the campaign preset's targets are reached in 0.5 us
+(instead of drifting there over 200 us) and the patches are taken after 6 us, once the state has
+followed them. (A short run of the default campaign preset is still at its start, which is the
+pre-campaign state: the monitor rightly sees no drift there.)"""
 
 
 def _rounds(n_small: int) -> list[tuple[str, int]]:
