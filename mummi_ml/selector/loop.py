@@ -242,7 +242,7 @@ class ClosedLoop:
     def snapshot(self, reasons: list[str], picks: int) -> Snapshot | None:
         """Rank 0: write the next snapshot (and submit its retraining when configured); an
         error is logged, never raised (the service goes on)."""
-        from mummi_ml.config import dump_config
+        from mummi_ml.config_loader import model_to_yaml
 
         p = self.progress
         root = self.state_dir / SNAPSHOTS_DIR
@@ -255,7 +255,7 @@ class ClosedLoop:
                                   self._selected_batch(),
                                   {"model_version": self.model_version, "reasons": reasons,
                                    "seq": seq, "picks": picks, "time": time.time()})
-            (out / "config.yaml").write_text(dump_config(self.cfg))
+            (out / "config.yaml").write_text(model_to_yaml(self.cfg))
         except (MummiMLError, OSError, ValueError) as exc:
             log.error("snapshot %s failed: %s", out, exc)
             return None
