@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mummi_ml.metric.model_dir import is_complete
+from mummi_ml.selector.drift import read_drift_log
+from mummi_ml.selector.reservoir import read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["--set", "continuum.domain_pixels=96", "--set", "continuum.n_ras=4",
@@ -31,17 +35,27 @@ def test_demo_runs_every_stage_and_a_rerun_continues(tmp_path):
     proc = _demo(out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "report" / "report.html").stat().st_size > 10_000
+    assert (out / "report" / "campaign_report.html").stat().st_size > 10_000
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert {r["name"] for r in metrics["table"]} >= {"l2 (mu; mean conc.)"}
     status = json.loads((out / "selector" / "status.json").read_text())
-    assert status["state"] == "stopped" and status["selected"] == 2
-    assert status["jobs"]["completed"] == 2
+    # three rounds of 2 slots each, plus one when the operator's request stands in for the event
+    assert status["state"] == "stopped" and status["selected"] in (6, 8)
+    assert status["jobs"]["completed"] == status["selected"]
     jobs = [p for p in (out / "selector" / "jobs").iterdir() if p.name.isdigit()]
     assert all((j / "result.h5").exists() for j in jobs)
+    drift = read_drift_log(out / "selector" / "drift.jsonl")
+    assert len(drift) >= 3 and status["drift"]["events"] == sum(r.event for r in drift)
+    snap = read_manifest(out / "selector" / "snapshots" / "0000")
+    assert snap["reasons"] == (["drift"] if status["drift"]["events"] else ["request"])
+    assert snap["n_reservoir"] > 0 and snap["n_selected"] >= 2
+    [job] = status["retrain"]["jobs"]
+    assert Path(job["out"]).parent == out / "model-updates" and is_complete(job["out"])
     again = _demo(out)  # finished steps are skipped; the selector picks for the freed slots
     assert again.returncode == 0, again.stderr[-3000:]
     assert "mummi-ml simulate" not in again.stderr and "mummi-ml train" not in again.stderr
-    assert json.loads((out / "selector" / "status.json").read_text())["selected"] == 4
+    assert json.loads((out / "selector" / "status.json").read_text())["selected"] == \
+        status["selected"] + 2
 
 
 def test_demo_rejects_a_too_small_size_in_one_line(tmp_path):

@@ -6,9 +6,19 @@ Steps (each the subcommand of the same name, run in this process, into ``OUT``):
    pre-campaign file (another seed and replica ids) and campaign-preset patches;
 2. ``train``: the metric, on the training file (config ``train`` section);
 3. ``evaluate``: criteria, baselines, distribution shift, time and space, ``report.html``;
-4. ``couple --spool`` + ``select --once``: stream campaign patches into a spool directory, let
-   the selector embed them, pick the most novel and run one stand-in MD job per free slot;
-5. ``status``: print the selector's status.
+4. the closed loop, in rounds of ``couple --spool`` + ``select --once`` (stream patches into a
+   spool directory, let the selector embed them, pick the most novel and run one stand-in MD
+   job per free slot): round 1 streams pre-campaign patches, rounds 2 and 3 campaign-preset
+   patches whose parameters have reached the campaign targets (:data:`SWITCH`: the stream
+   switches). When the selector's drift monitor sees the drift in round 2 it
+   writes a training snapshot (its reservoir + the selected patches) and submits the retraining
+   (``train --init-from`` the model, fine-tuning) through the jobs backend into
+   ``OUT/model-updates/``; when it does not (at the demo's size the campaign patches of a short
+   run may not leave the training distribution by the monitor's figures), the demo asks for the
+   retraining as an operator would (``STATE/RETRAIN``). The demo waits for that model to be
+   complete before round 3 (where a selector that hot-swaps models adopts it);
+5. ``status``: print the selector's status; ``report``: the campaign report,
+   ``OUT/report/campaign_report.html``, beside the evaluation report.
 
 A step whose output is already complete is skipped, so an interrupted demo reruns from where it
 stopped. Sizes come from ``--patches`` (training patches; the others scale from it).
@@ -48,6 +58,7 @@ def _step(title: str, argv: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mummi_ml.errors import MummiMLError
+    from mummi_ml.selector.loop import RETRAIN_FILE, RETRAIN_LOG
 
     if args.patches < 200:
         raise MummiMLError(f"--patches must be at least 200, got {args.patches}")
@@ -83,19 +94,102 @@ def run(args: argparse.Namespace) -> int:
         _step("evaluate", ["evaluate", *common, *quiet, "--model", str(model),
                            "--data", str(heldout_h5), "--campaign", str(campaign_h5),
                            "--histories", str(histories), "--out", str(report)])
-    if not any(spool.glob("*.h5")) and not (selector_dir / "status.json").exists():
-        _step("couple (campaign patches into the spool)", ["couple", *common, *quiet,
-              "--set", "continuum.seed=3003", "--replica-offset", "3000",
-              "--preset", "campaign", "--patches", str(n_small), "--batch-size", "256",
-              "--spool", str(spool)])
-    selector_sets = ["--set", f"selector.model_dir={model}", "--set", "selector.embedding=model"]
-    _step("select --once", ["select", *common, *selector_sets, "--once",
-                            "--state-dir", str(selector_dir), "--spool", str(spool),
-                            "--weights", str(out / "importance_weights.json")])
+    select = ["select", *common, *_loop_sets(model, out / "model-updates", n_small), "--once",
+              "--state-dir", str(selector_dir), "--spool", str(spool),
+              "--weights", str(out / "importance_weights.json")]
+    ran = 0
+    for i, (preset, n) in enumerate(_rounds(n_small)):
+        done = out / "rounds" / f"round-{i + 1}.done"
+        if done.exists():
+            continue
+        _step(f"round {i + 1}: couple ({preset} patches into the spool)", ["couple", *common,
+              *quiet, *(SWITCH if preset == "campaign" else []),
+              "--set", f"continuum.seed={3003 + 1000 * i}", "--replica-offset",
+              str(3000 + 1000 * i), "--preset", preset, "--patches", str(n), "--batch-size",
+              "256", "--spool", str(spool)])
+        _step(f"round {i + 1}: select --once", select)
+        if i == 1:
+            if not (selector_dir / RETRAIN_LOG).exists():  # no drift event: ask as an operator
+                print("mummi-ml demo: no drift event in round 2 (see drift.jsonl): requesting the "
+                      f"retraining as an operator would ({selector_dir / RETRAIN_FILE})",
+                      file=sys.stderr)
+                (selector_dir / RETRAIN_FILE).touch()
+                _step("round 2: select --once (the operator's request)", select)
+            _wait_for_retraining(selector_dir, args)
+        done.parent.mkdir(exist_ok=True)
+        done.touch()
+        ran += 1
+    if not ran:  # a rerun of a finished demo: pick for the slots freed since
+        _step("select --once", select)
     _step("status", ["status", str(selector_dir)])
+    _step("report (campaign)", ["report", str(selector_dir), "--out", str(report)])
     print(
         f"mummi-ml demo: finished in {time.perf_counter() - started:.0f} s; "
-        f"open {report / 'report.html'}; selector state in {selector_dir}",
+        f"open {report / 'report.html'} and {report / 'campaign_report.html'}; selector state "
+        f"in {selector_dir}",
         file=sys.stderr,
     )
     return 0
+
+
+SWITCH = ["--set", "continuum.campaign.drift_time_us=0.5", "--set", "continuum.equilibration_us=6"]
+"""The campaign rounds' stream has switched: the campaign preset's targets are reached in 0.5 us
+(instead of drifting there over 200 us) and the patches are taken after 6 us, once the state has
+followed them. (A short run of the default campaign preset is still at its start, which is the
+pre-campaign state: the monitor rightly sees no drift there.)"""
+
+
+def _rounds(n_small: int) -> list[tuple[str, int]]:
+    """(preset, patches) of the selection rounds: pre-campaign, then the campaign preset."""
+    return [("pre-campaign", n_small), ("campaign", n_small), ("campaign", max(50, n_small // 2))]
+
+
+def _loop_sets(model: Path, updates: Path, n_small: int) -> list[str]:
+    """The selector's closed-loop settings of the demo (``--set`` items): drift windows of a
+    third of a round, a retraining snapshot on the drift event, the retraining submitted (one
+    fine-tuning epoch) into ``updates``."""
+    sets = [f"selector.model_dir={model}", "selector.embedding=model",
+            f"selector.model_updates_dir={updates}",
+            f"selector.drift.window={max(50, n_small // 3)}",
+            "selector.retrain.reservoir_per_class=250", "selector.retrain.on_drift=true",
+            "selector.retrain.submit=true",
+            'selector.retrain.train_overrides=["train.finetune_epochs=1"]']
+    return [item for kv in sets for item in ("--set", kv)]
+
+
+def _wait_for_retraining(state_dir: Path, args: argparse.Namespace,
+                         timeout_s: float = 900) -> None:
+    """Wait until every retraining job the selector submitted has ended; raise if one failed or
+    left no complete model."""
+    import json
+
+    from mummi_ml.backends import make_backend
+    from mummi_ml.cli._common import config_from_args
+    from mummi_ml.errors import MummiMLError
+    from mummi_ml.metric.model_dir import is_complete
+    from mummi_ml.selector.loop import RETRAIN_LOG
+
+    log = state_dir / RETRAIN_LOG
+    jobs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    if not jobs:
+        print("mummi-ml demo: no retraining was submitted (no drift event?)", file=sys.stderr)
+        return
+    backend = make_backend(config_from_args(args).jobs, state_dir)
+    start = time.perf_counter()
+    for job in jobs:
+        print(f"mummi-ml demo: waiting for the retraining {job['name']} -> {job['out']}",
+              file=sys.stderr)
+        while True:
+            info = backend.state(job["job_id"])
+            if info.state.is_terminal:
+                break
+            if time.perf_counter() - start > timeout_s:
+                raise MummiMLError(f"retraining {job['name']} still {info.state.value} after "
+                                   f"{timeout_s:.0f} s")
+            time.sleep(1.0)
+        if not is_complete(job["out"]):
+            raise MummiMLError(f"retraining {job['name']} ended {info.state.value} without a "
+                               f"complete model in {job['out']} (see {state_dir}/retrain/)")
+    print(f"mummi-ml demo: retraining done in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr)
+

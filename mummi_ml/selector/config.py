@@ -10,6 +10,7 @@ from mummi_ml.config_loader import StrictModel
 from mummi_ml.patch.constants import N_CLASSES
 from mummi_ml.selector.drift_config import DriftConfig
 from mummi_ml.selector.groups import QueuesConfig
+from mummi_ml.selector.retrain_config import RetrainConfig
 
 __all__ = ["SelectorConfig"]
 
@@ -115,7 +116,8 @@ class SelectorConfig(StrictModel):
         description="hot swap: directory watched for new model directories (<dir>/<name>/ with "
         "metric.json, weights.pt and a COMPLETE marker written last); the running selector "
         "adopts the newest complete one it has not adopted yet, re-embedding its pool and "
-        "selected set (docs/selector.md, Hot swap); null: no hot swap",
+        "selected set (docs/selector.md, Hot swap); the retraining jobs write there; null: no "
+        "hot swap",
     )
     model_poll_interval_s: float = Field(
         10.0, gt=0, description="seconds between scans of model_updates_dir (rank 0)"
@@ -123,6 +125,10 @@ class SelectorConfig(StrictModel):
     drift: DriftConfig | None = Field(
         None, description="drift monitor: window of arrivals and thresholds (see "
         "mummi_ml.selector.drift); null: no monitor"
+    )
+    retrain: RetrainConfig | None = Field(
+        None, description="retraining reservoir, snapshot triggers and job (see "
+        "mummi_ml.selector.loop); null: none"
     )
 
     @model_validator(mode="after")

@@ -76,6 +76,8 @@ class Ingestor:
         comm: communicator of the selector ranks (None: one rank).
         domain_guard: the out-of-domain guard, or None (no guard).
         ledger: where counts and quarantined/evicted ids go (default: a new one).
+        on_accept: called with ``(z [n, d], batch, payload locations int64 [n, 3])`` for every
+            accepted batch (the closed loop's drift monitor and reservoir), or None.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Ingestor:
         comm: Any = None,
         domain_guard: DomainGuard | None = None,
         ledger: Ledger | None = None,
+        on_accept: Callable[[np.ndarray, PatchBatch, np.ndarray], None] | None = None,
     ):
         self.embed, self.engine, self.payloads = embed, engine, payloads
         self.accepted, self.nn, self.capacity = accepted, nn, int(capacity)
@@ -101,6 +104,7 @@ class Ingestor:
         self.rank, _ = rank_size(comm)
         self.ledger = ledger if ledger is not None else Ledger()
         self.seconds = 0.0  # wall time spent in step()
+        self.on_accept = on_accept
 
     @property
     def evicted_ids(self) -> np.ndarray:
@@ -245,6 +249,9 @@ class Ingestor:
         self.pool.add(z, dk, ids=b.ids, classes=groups,
                       seen=np.full(len(b), len(s), np.int64), src=src, seg=seg, row=rows)
         self.ledger.counters.accepted += len(b)
+        if self.on_accept is not None:
+            loc = np.column_stack([np.full(len(b), src), np.full(len(b), seg), rows])
+            self.on_accept(z, b, loc.astype(np.int64))
         return len(b)
 
     def _evict(self) -> None:

@@ -45,10 +45,11 @@ def build_status(
     sums: dict[str, int], meter: RateMeter, *, label: str, jobs: dict[str, int],
     uptime_s: float, n_ranks: int, selected: int, bytes_per_candidate: int,
     model_version: str, novelty: str, last_checkpoint: dict, state_dir: Path, since: float,
-    model_versions: list[dict] | None = None,
+    model_versions: list[dict] | None = None, extra: dict | None = None,
 ) -> dict:
     """Rank 0: the status record (``sums``: every counter, ``pooled`` and ``pool_bytes`` summed
-    over ranks), written to ``STATE/status.json`` and logged as one line."""
+    over ranks, plus the ``extra`` sections, e.g. the closed loop's ``drift`` and ``retrain``),
+    written to ``STATE/status.json`` and logged as one line."""
     rate = meter.rate(sums["ingested"], since)
     ck = dict(last_checkpoint)
     if "time" in ck:
@@ -70,6 +71,7 @@ def build_status(
         "novelty": novelty,
         "last_checkpoint": ck,
         "state_dir": str(state_dir),
+        **(extra or {}),
     }
     write_status(state_dir, status)
     c = sums

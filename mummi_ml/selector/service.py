@@ -24,6 +24,7 @@ from mummi_ml.selector.groups import SelectionGroups
 from mummi_ml.selector.idset import IdSet
 from mummi_ml.selector.ingest import Ingestor
 from mummi_ml.selector.live_weights import publish_weights
+from mummi_ml.selector.loop import ClosedLoop
 from mummi_ml.selector.nn_search import NearestSelected
 from mummi_ml.selector.ood import make_domain_guard
 from mummi_ml.selector.payloads import PayloadStore
@@ -95,6 +96,8 @@ class SelectorService:
                 self.emb.version, str(Path(self.s.model_dir).absolute()) if
                 self.s.model_dir and embedding is None else "", time.time(), 0, self.emb.dim),))
         self.state.keep_pick_payloads = self.s.model_updates_dir is not None
+        # closed loop (drift monitor, reservoir, snapshots): mummi_ml.selector.loop
+        self.loop = ClosedLoop(cfg, self.state, self.emb.embed, self.emb.version)
         self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
                                  self.s.frontier_size, groups=groups)
         self.ingestor = Ingestor(
@@ -102,6 +105,7 @@ class SelectorService:
             NearestSelected(self.kk, self.s.nn_backend), self.s.capacity_per_rank,
             self.s.embed_batch_size, self.state_dir / f"quarantine-rank-{self.rank:05d}.jsonl",
             self.comm, make_domain_guard(self.s, self.emb), ledger=self.state.ledger,
+            on_accept=self.loop.on_accept,
         )
         self.sources = (sources if sources is not None
                         else open_sources(self.s, self.rank, self.size))
@@ -255,7 +259,9 @@ class SelectorService:
         :meth:`SelectorState.checkpoint`."""
         t = time.time()
         publish_weights(self.state)  # before the payloads of picks may be deleted below
-        covered = self.state.checkpoint(self.s.keep_checkpoints, before_manifest)
+        self.loop.checkpoint(self.state.seq)
+        covered = self.state.checkpoint(self.s.keep_checkpoints, self.loop.live_segments(),
+                                        before_manifest)
         for src in self.sources:
             src.retire(covered)
         log.info("rank %d: checkpoint %d written in %.2f s", self.rank, self.state.seq - 1,
@@ -264,7 +270,8 @@ class SelectorService:
     def report(self, state: str = "running") -> dict:
         """Global counters (collective); rank 0 writes status.json and logs one line."""
         jobs = self.emitter.counts() if self.emitter is not None else {}
-        return self.state.report(state, jobs, time.time() - self.t_start)
+        return self.state.report(state, jobs, time.time() - self.t_start,
+                                 self.loop.status() if self.rank == 0 else None)
 
     def stop_requested(self) -> bool:
         """This rank's view of "stop": SIGTERM arrived or ``STATE_DIR/STOP`` exists (read by
@@ -296,6 +303,7 @@ class SelectorService:
             free = self._free_slots()
             if free > 0:
                 self.select(free)
+        self.loop.step(bool(flags[_INPUT]))
         if flags[_CKPT] and not flags[_STOP]:
             self.checkpoint()
         if flags[_REPORT]:

@@ -326,12 +326,13 @@ class SelectorState:
         self.meta = meta
 
     # ---- checkpoint ----------------------------------------------------------------------------
-    def checkpoint(self, keep: int, before_manifest: Callable[[], None] | None = None
-                   ) -> list[str]:
+    def checkpoint(self, keep: int, extra_live: np.ndarray | None = None,
+                   before_manifest: Callable[[], None] | None = None) -> list[str]:
         """Write checkpoint :attr:`seq` of every rank (collective), keep the ``keep`` newest,
-        then delete the payload segments nothing refers to any more. ``before_manifest`` is
-        called on every rank once every rank file is written, before the manifest (a crash
-        point for tests).
+        then delete the payload segments nothing refers to any more (nor ``extra_live``, int64
+        ``[m, 2]`` (src, seg) rows of any rank, e.g. the closed loop's reservoir).
+        ``before_manifest`` is called on every rank once every rank file is written, before the
+        manifest (a crash point for tests).
 
         Returns:
             the input keys this checkpoint covers (to retire in their sources).
@@ -366,17 +367,20 @@ class SelectorState:
         if not (d / "manifest.json").exists():
             raise CheckpointError(f"{d}: manifest missing after the checkpoint barrier "
                                   "(is state_dir on a file system shared by all ranks?)")
-        self._collect_payloads()
+        self._collect_payloads(extra_live)
         covered, self.covered = self.covered, []
         self.last_checkpoint = {"seq": self.seq, "time": t}
         self.seq += 1
         self.checkpoint_clock = time.monotonic()
         return covered
 
-    def _collect_payloads(self) -> None:
-        """Delete payload segments no candidate and no unemitted pick refers to (collective)."""
+    def _collect_payloads(self, extra_live: np.ndarray | None = None) -> None:
+        """Delete payload segments no candidate, no unemitted pick and no ``extra_live`` row
+        refers to (collective)."""
         s = self.selected
         locs = [np.stack([self.pool.src, self.pool.seg], 1).astype(np.int64)]
+        if extra_live is not None:
+            locs.append(np.asarray(extra_live, np.int64).reshape(-1, 2))
         if self.keep_pick_payloads:  # a model swap re-embeds every pick from its payload
             locs.append(np.stack([s.src, s.seg], 1).astype(np.int64))
         elif self.rank == 0:  # only rank 0 emits, so only its emitted flags are current
@@ -386,7 +390,8 @@ class SelectorState:
         self.payloads.collect_garbage({(int(a), int(b)) for a, b in live})
 
     # ---- report --------------------------------------------------------------------------------
-    def report(self, label: str, jobs: dict[str, int] | None, uptime_s: float) -> dict:
+    def report(self, label: str, jobs: dict[str, int] | None, uptime_s: float,
+               extra: dict | None = None) -> dict:
         """Counters summed over ranks (collective); rank 0 also writes status.json and logs a
         line (see :func:`mummi_ml.selector.report.build_status`). Returns the sums (rank > 0) or
         the whole status (rank 0)."""
@@ -403,4 +408,4 @@ class SelectorState:
             model_version=self.meta.model_version, novelty=self.meta.novelty,
             model_versions=[h.to_dict() for h in self.meta.history],
             last_checkpoint=self.last_checkpoint, state_dir=self.state_dir,
-            since=self.checkpoint_clock)
+            since=self.checkpoint_clock, extra=extra)

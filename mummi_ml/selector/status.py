@@ -104,8 +104,38 @@ def format_status(s: dict[str, Any]) -> str:
         f"jobs         {jobs}",
         f"checkpoint   #{ck.get('seq', '-')} at {ck.get('time_iso', '-')}",
     ]
+    lines += _loop_lines(s)
     active = s.get("jobs_active", 0)
     if s.get("state") == "stopped" and active:
         lines.append(f"note         {active} jobs were still active when the selector stopped "
                      "(states as of then; the next start of the selector follows them up)")
     return "\n".join(lines)
+
+
+def _loop_lines(s: dict[str, Any]) -> list[str]:
+    """The closed loop's lines (drift window figures and events, snapshots, retraining jobs)."""
+    out = []
+    d = s.get("drift")
+    if isinstance(d, dict):
+        last = d.get("last_window") or {}
+
+        def f(v: Any) -> str:
+            return "-" if v is None else f"{v:.3g}"
+
+        out.append(f"drift        {d.get('events', 0)} events; current window "
+                   f"{d.get('window_arrivals', 0)} of {d.get('window', '?')} arrivals")
+        if last:
+            out.append(f"  window {last.get('window')}: far {f(last.get('far_fraction'))}, "
+                       f"median ratio {f(last.get('median_ratio'))}, class shift "
+                       f"{f(last.get('class_shift'))}, invariance "
+                       f"{f(last.get('invariance_ratio'))}"
+                       + (f" (above: {', '.join(last['exceeded'])})"
+                          if last.get("exceeded") else ""))
+    r = s.get("retrain")
+    if isinstance(r, dict):
+        jobs = r.get("jobs") or []
+        out.append(f"retrain      reservoir {r.get('reservoir', 0)} of "
+                   f"{r.get('reservoir_seen', 0)} arrivals, {r.get('snapshots', 0)} snapshots, "
+                   f"{len(jobs)} retraining jobs"
+                   + (f" (last: {jobs[-1].get('out')})" if jobs else ""))
+    return out

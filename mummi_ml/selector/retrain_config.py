@@ -1,0 +1,37 @@
+"""``selector.retrain``: the retraining reservoir, its snapshot triggers and the retraining job
+(:mod:`mummi_ml.selector.loop`).
+
+A module of its own so that loading a config does not import numpy-heavy code."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mummi_ml.config_loader import StrictModel
+
+__all__ = ["RetrainConfig", "RETRAIN_FILE"]
+
+RETRAIN_FILE = "RETRAIN"
+"""``STATE_DIR/RETRAIN``: an operator's request for a training snapshot (and a retraining job when
+``submit`` is set); the service consumes (deletes) it at its next synchronisation point."""
+
+
+class RetrainConfig(StrictModel):
+    """``selector.retrain``: what the selector keeps for retraining, when it writes snapshots."""
+
+    reservoir_per_class: int = Field(
+        250, ge=1, description="accepted arrivals kept per class in the reservoir sample (count; "
+        "memory and pinned payload segments grow with it)")
+    on_drift: bool = Field(True, description="write a snapshot when the drift monitor emits an "
+                           "event")
+    every_picks: int | None = Field(
+        None, ge=1, description="write a snapshot every this many picks (null: no schedule)")
+    every_arrivals: int | None = Field(
+        None, ge=1, description="write a snapshot every this many accepted arrivals (null: no "
+        "schedule)")
+    submit: bool = Field(
+        False, description="submit `mummi-ml train --init-from MODEL` on each snapshot through "
+        "the jobs backend; the model goes to selector.model_updates_dir/<name>")
+    train_overrides: list[str] = Field(
+        default_factory=list, description="`section.key=value` overrides given to the "
+        "retraining (`--set`), e.g. train.finetune_epochs=2")

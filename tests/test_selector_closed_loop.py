@@ -1,0 +1,189 @@
+"""The closed loop in the running selector (issue 16): drift windows and one event in drift.jsonl,
+the log, status.json and ``mummi-ml status``; the reservoir checkpointed and restored; training
+snapshots on a schedule, an operator's request (``STATE/RETRAIN``) and a drift event, as
+readable patch files of the reservoir and the selected ids; the retraining job submitted through
+the local backend produces a complete model; the same drift record and reservoir on 1 and 2
+ranks (real ``mpiexec``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mummi_ml.config import load_config
+from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
+from mummi_ml.metric.model_dir import is_complete
+from mummi_ml.patch import PatchBatch, PatchFile, write_patches
+from mummi_ml.selector import SelectorService
+from mummi_ml.selector.drift import read_drift_log
+from mummi_ml.selector.reservoir import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SETS = ["train.finetune_epochs=1", "train.batch_size=16", "train.num_threads=1",
+              "train.device=cpu", "train.val_max_patches=16", "train.val_metric_patches=8"]
+
+
+def patches(start: int, n: int, scale: float = 1.0) -> PatchBatch:
+    """Physical patches of all four classes; ``scale`` 5 moves them away from training
+    (concentrations up to the cap of 3 per pixel: median nearest-reference distance ~2.6 x the
+    training median with the fixture's model)."""
+    rng = np.random.default_rng(start)
+    x = np.minimum(scale * rng.gamma(2.0, 0.5, size=(n, 37, 37, 14)), 3.0).astype(np.float32)
+    n_ras = rng.integers(0, 3, n)
+    y = np.stack([n_ras, np.minimum(n_ras, rng.integers(0, 2, n))], 1).astype(np.int32)
+    return PatchBatch.from_arrays(x, y, ids=np.arange(start, start + n, dtype=np.uint64))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("loop-model")
+    write_patches(d / "train.h5", patches(0, 64))
+    cfg = TrainConfig(epochs=1, batch_size=16, num_threads=1, device="cpu", val_max_patches=16,
+                      val_metric_patches=8)
+    return train_model(ModelConfig(latent_dim=3), LossConfig(), cfg, [d / "train.h5"],
+                       d / "model", progress=False)
+
+
+def config(tmp_path: Path, model: Path, **sel):
+    over = {"selector.state_dir": tmp_path / "state", "selector.spool_dir": tmp_path / "spool",
+            "selector.embedding": "model", "selector.model_dir": model, "selector.device": "cpu",
+            "selector.ood_guard": False, "selector.files_per_poll": 1, "model.latent_dim": 3,
+            "jobs.slots": 2, "jobs.command": '["{python}", "-c", "pass"]',
+            "jobs.poll_interval_s": 0.05, **{f"selector.{k}": v for k, v in sel.items()}}
+    return load_config(None, [f"{k}={v}" for k, v in over.items()])
+
+
+def spool(tmp_path: Path, *batches: PatchBatch) -> None:
+    (tmp_path / "spool").mkdir(parents=True, exist_ok=True)
+    for b in batches:
+        write_patches(tmp_path / "spool" / f"b{int(b.ids[0]):06d}.h5", b)
+
+
+def run_once(cfg) -> dict:
+    svc = SelectorService(cfg)
+    assert svc.run(once=True) == 0
+    return json.loads((Path(cfg.selector.state_dir) / "status.json").read_text())
+
+
+def snapshot_ids(snap: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(reservoir ids, selected ids) read back with the patch API."""
+    with PatchFile(snap / "reservoir.h5") as r, PatchFile(snap / "selected.h5") as s:
+        return r[np.arange(len(r))].ids, s[np.arange(len(s))].ids
+
+
+def test_drift_event_is_logged_once_with_its_figures_and_shown_in_status(model, tmp_path,
+                                                                         caplog):
+    spool(tmp_path, patches(1000, 40), *(patches(2000 + 40 * i, 40, 5.0) for i in range(3)))
+    cfg = config(tmp_path, model, **{"drift.window": 40})
+    with caplog.at_level(logging.INFO, logger="mummi_ml.selector"):
+        status = run_once(cfg)
+    recs = read_drift_log(tmp_path / "state" / "drift.jsonl")
+    assert [r.n for r in recs] == [40, 40, 40, 40]
+    assert not recs[0].exceeded  # the training distribution
+    assert [r.event for r in recs] == [False, True, False, False]  # once, while still drifting
+    assert recs[2].exceeded and recs[1].far_fraction > 0.25
+    assert caplog.text.count("DRIFT EVENT") == 1 and "far " in caplog.text
+    assert status["drift"]["events"] == 1 and status["drift"]["last_window"]["window"] == 3
+    out = subprocess.run([sys.executable, "-m", "mummi_ml", "status", str(tmp_path / "state")],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert "drift        1 events" in out.stdout and "window 3: far" in out.stdout
+
+
+def test_drift_state_and_reservoir_survive_a_restart(model, tmp_path):
+    spool(tmp_path, patches(1000, 30), patches(1030, 30))
+    cfg = config(tmp_path, model, **{"drift.window": 50, "retrain.reservoir_per_class": 5})
+    first = run_once(cfg)
+    assert first["drift"]["window_arrivals"] == 0  # 60 arrivals closed window 0
+    spool(tmp_path, patches(1060, 30))
+    second = run_once(cfg)
+    assert second["retrain"]["reservoir_seen"] == 90  # the first run's arrivals were restored
+    assert second["retrain"]["reservoir"] == 20  # 5 per class
+    windows = [r.window for r in read_drift_log(tmp_path / "state" / "drift.jsonl")]
+    assert windows == list(range(len(windows))) and sum(
+        r.n for r in read_drift_log(tmp_path / "state" / "drift.jsonl")) + \
+        second["drift"]["window_arrivals"] == 90
+
+
+def test_snapshots_on_schedule_and_operator_request_hold_reservoir_and_selected(model,
+                                                                                 tmp_path):
+    spool(tmp_path, patches(1000, 30), patches(1030, 30))
+    cfg = config(tmp_path, model, **{"retrain.reservoir_per_class": 6, "retrain.every_picks": 2,
+                                     "retrain.on_drift": False})
+    run_once(cfg)  # 2 picks at the end: the schedule's snapshot at the final checkpoint
+    snap0 = tmp_path / "state" / "snapshots" / "0000"
+    man = read_manifest(snap0)
+    assert man["reasons"] == ["picks"] and man["n_selected"] == 2
+    res_ids, sel_ids = snapshot_ids(snap0)
+    picks = [json.loads(x)["id"] for x in (tmp_path / "state" / "picks.jsonl").read_text()
+             .splitlines()]
+    assert sorted(sel_ids.tolist()) == sorted(picks)
+    with h5py.File(tmp_path / "state" / "checkpoints" / "ckpt-00000000" / "loop.h5") as f:
+        sampled = f["reservoir/ids"][:]
+    assert set(res_ids.tolist()) == set(sampled.tolist()) - set(picks)
+    classes = np.concatenate([patches(1000, 30).classes, patches(1030, 30).classes])
+    assert len(sampled) <= 24 and man["seen"] == np.bincount(classes, minlength=4).tolist()
+
+    (tmp_path / "state" / "RETRAIN").touch()
+    spool(tmp_path, patches(1060, 10))
+    run_once(config(tmp_path, model, **{"retrain.reservoir_per_class": 6,
+                                        "retrain.on_drift": False}))
+    assert not (tmp_path / "state" / "RETRAIN").exists()  # consumed
+    man1 = read_manifest(tmp_path / "state" / "snapshots" / "0001")
+    assert man1["reasons"] == ["request"] and sum(man1["seen"]) == 70
+
+
+def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_path):
+    spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
+    updates = tmp_path / "updates"
+    cfg = config(tmp_path, model, **{"drift.window": 40, "retrain.submit": True,
+                                     "retrain.reservoir_per_class": 16,
+                                     "retrain.train_overrides": json.dumps(TRAIN_SETS),
+                                     "model_updates_dir": updates})
+    status = run_once(cfg)
+    man = read_manifest(tmp_path / "state" / "snapshots" / "0000")
+    assert man["reasons"] == ["drift"]
+    [job] = status["retrain"]["jobs"]
+    out = Path(job["out"])
+    assert out.parent == updates
+    deadline = time.monotonic() + 240
+    while not is_complete(out) and time.monotonic() < deadline:
+        time.sleep(1)
+    err = next((tmp_path / "state" / "retrain" / "0000").glob("*.err"), None)
+    assert is_complete(out), err.read_text()[-3000:] if err else "no job output"
+    meta = json.loads((out / "metric.json").read_text())
+    parent = json.loads((model / "metric.json").read_text())
+    assert meta["parent"]["version"] == parent["version"]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow  # two mpiexec runs, each rank loading torch: ~40 s
+def test_one_and_two_ranks_give_the_same_drift_record_and_reservoir(model, tmp_path, run_mpi):
+    got = {}
+    for n in (1, 2):
+        d = tmp_path / f"n{n}"
+        spool(d, *(patches(3000 + 20 * i, 20, 0.5 + 0.1 * i) for i in range(4)))
+        sets = {"selector.state_dir": d / "state", "selector.spool_dir": d / "spool",
+                "selector.embedding": "model", "selector.model_dir": model,
+                "selector.device": "cpu", "selector.ood_guard": False,
+                "selector.files_per_poll": 2, "selector.drift.window": 80,
+                "selector.retrain.reservoir_per_class": 4, "jobs.slots": 1,
+                "jobs.command": '["{python}", "-c", "pass"]', "jobs.poll_interval_s": 0.05}
+        argv = ["-m", "mummi_ml", "select", "--once"]
+        for k, v in sets.items():
+            argv += ["--set", f"{k}={v}"]
+        run_mpi(n, argv, timeout=240)
+        [rec] = read_drift_log(d / "state" / "drift.jsonl")
+        ckpt = sorted((d / "state" / "checkpoints").glob("ckpt-*"))[-1]
+        with h5py.File(ckpt / "loop.h5") as f:
+            got[n] = ({k: v for k, v in rec.__dict__.items() if k != "time"},
+                      f["reservoir/ids"][:].tolist(), f["reservoir/seen"][:].tolist())
+    assert got[1] == got[2]
