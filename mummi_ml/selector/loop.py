@@ -122,6 +122,15 @@ class ClosedLoop:
         if self.rank == 0 and state.last_checkpoint:
             self._restore(ck.checkpoint_dir(self.state_dir, state.last_checkpoint["seq"]))
 
+    def adopt(self, model_dir: str, model_version: str, embed: Any) -> None:
+        """A hot swap (or a restart on a swapped-in model): later snapshots fine-tune from
+        ``model_dir``, and the drift monitor is rebuilt against that model's own training
+        reference (the open window, measured with the old model, is dropped)."""
+        self.model_dir = model_dir
+        self.model_version = model_version
+        if self.s.drift is not None:
+            self.drift = self._make_monitor(embed)
+
     @property
     def active(self) -> bool:
         return self.drift is not None or self.reservoir is not None

@@ -98,6 +98,10 @@ class SelectorService:
         self.state.keep_pick_payloads = self.s.model_updates_dir is not None
         # closed loop (drift monitor, reservoir, snapshots): mummi_ml.selector.loop
         self.loop = ClosedLoop(cfg, self.state, self.emb.embed, self.emb.version)
+        current = self.state.meta.history[-1]
+        if current.path and self.loop.model_dir is not None and current.path != str(
+                Path(self.loop.model_dir).absolute()):  # restarted on a swapped-in model
+            self.loop.adopt(current.path, self.emb.version, self.emb.embed)
         self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
                                  self.s.frontier_size, groups=groups)
         self.ingestor = Ingestor(
@@ -177,6 +181,8 @@ class SelectorService:
         self.ingestor.embed = emb.embed
         self.ingestor.domain_guard = make_domain_guard(self.s, emb)
         self.ingestor.nn = NearestSelected(self.kk, self.s.nn_backend)  # its index is stale
+        if self.loop.model_dir is not None:  # later snapshots fine-tune the model now in use
+            self.loop.adopt(self.state.meta.history[-1].path, emb.version, emb.embed)
 
     # ---- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
