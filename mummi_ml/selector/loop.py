@@ -93,6 +93,8 @@ class ClosedLoop:
         state: this rank's :class:`~mummi_ml.selector.state.SelectorState`.
         embed: raw patches ``[n, 37, 37, 14]`` -> embeddings ``[n, d]`` (for the drift probe).
         model_version: the version of the embedding in use.
+        model_dir: the directory of that model (default ``selector.model_dir``; after a hot
+            swap and a restart, the swapped-in model's).
         backend_factory: ``state_dir -> JobBackend`` for retraining jobs (default: the
             configured backend).
 
@@ -101,12 +103,12 @@ class ClosedLoop:
     """
 
     def __init__(self, cfg: Any, state: Any, embed: Any, model_version: str,
-                 backend_factory: Any = None):
+                 backend_factory: Any = None, model_dir: str | None = None):
         s = cfg.selector
         self.cfg, self.s, self.state = cfg, s, state
         self.rank = state.rank
         self.state_dir = Path(state.state_dir)
-        self.model_dir = s.model_dir if s.embedding == "model" else None
+        self.model_dir = (model_dir or s.model_dir) if s.embedding == "model" else None
         self.model_version = model_version
         self.rc = s.retrain
         self.drift = self._make_monitor(embed) if s.drift is not None else None
@@ -123,9 +125,12 @@ class ClosedLoop:
             self._restore(ck.checkpoint_dir(self.state_dir, state.last_checkpoint["seq"]))
 
     def adopt(self, model_dir: str, model_version: str, embed: Any) -> None:
-        """A hot swap (or a restart on a swapped-in model): later snapshots fine-tune from
-        ``model_dir``, and the drift monitor is rebuilt against that model's own training
-        reference (the open window, measured with the old model, is dropped)."""
+        """A hot swap (or a restart on a swapped-in model; collective): later snapshots
+        fine-tune from ``model_dir``, and the drift monitor is rebuilt against that model's own
+        training reference. The open window, measured with the old model, is closed first
+        (however few arrivals it holds) and logged with the old version."""
+        if self.drift is not None and self._merge() and self.drift.stats.n > 0:
+            self._record(self.drift.close(self.drift.stats))
         self.model_dir = model_dir
         self.model_version = model_version
         if self.s.drift is not None:
@@ -286,6 +291,10 @@ class ClosedLoop:
                 "--config", str(snap.dir / "config.yaml"),
                 "--init-from", str(Path(self.model_dir).absolute()),
                 "--data", *files, "--out", out, "--no-progress"]
+        tc = self.cfg.train
+        n_train = int((snap.n_reservoir + snap.n_selected) * (1 - tc.validation_fraction))
+        if n_train < tc.batch_size:  # a small snapshot: one global batch of what it holds
+            argv += ["--set", f"train.batch_size={max(2, n_train)}"]
         for o in self.rc.train_overrides:
             argv += ["--set", o]
         return out, argv

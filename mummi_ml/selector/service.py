@@ -97,11 +97,9 @@ class SelectorService:
                 self.s.model_dir and embedding is None else "", time.time(), 0, self.emb.dim),))
         self.state.keep_pick_payloads = self.s.model_updates_dir is not None
         # closed loop (drift monitor, reservoir, snapshots): mummi_ml.selector.loop
-        self.loop = ClosedLoop(cfg, self.state, self.emb.embed, self.emb.version)
-        current = self.state.meta.history[-1]
-        if current.path and self.loop.model_dir is not None and current.path != str(
-                Path(self.loop.model_dir).absolute()):  # restarted on a swapped-in model
-            self.loop.adopt(current.path, self.emb.version, self.emb.embed)
+        # (on the model in use: after a hot swap and a restart, the swapped-in one)
+        self.loop = ClosedLoop(cfg, self.state, self.emb.embed, self.emb.version,
+                               model_dir=self.state.meta.history[-1].path or None)
         self.engine = LazyGreedy(self.state.pool, self.state.selected, self.comm,
                                  self.s.frontier_size, groups=groups)
         self.ingestor = Ingestor(
