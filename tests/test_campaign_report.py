@@ -106,6 +106,14 @@ def test_campaign_data_reads_picks_with_times_and_versions(state_dir):
     assert c.pool_z.shape == (296, 14)
 
 
+def test_covering_radius_uses_the_checkpoints_picks_in_the_model_in_use(state_dir):
+    """The checkpoint's selected set is re-embedded at every hot swap, so the report takes the
+    picks' embeddings from there (one model), not from picks.jsonl (each pick's own model)."""
+    c = load_campaign(state_dir)
+    assert c.selected_z.shape == (4, 14)
+    np.testing.assert_array_equal(c.selected_z, np.stack([p.z for p in c.picks]))
+
+
 @pytest.mark.parametrize("make, needle", [
     (lambda d: d / "absent", "not a directory"),
     (lambda d: d, "no status.json"),

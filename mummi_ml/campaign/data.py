@@ -15,11 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from mummi_ml.errors import MummiMLError
 from mummi_ml.jsonutil import float_or_inf
-from mummi_ml.selector.checkpoint import latest_checkpoint
+from mummi_ml.patch.h5io import open_h5_self_contained
+from mummi_ml.selector.checkpoint import latest_checkpoint, load_selected
 from mummi_ml.selector.drift import DRIFT_LOG, DriftRecord, read_drift_log
 from mummi_ml.selector.errors import SelectorError
 from mummi_ml.selector.status import read_status
@@ -68,6 +69,9 @@ class Campaign:
     drift: list[DriftRecord]
     segments: list[tuple[float, int]] = field(default_factory=list)  # (mtime unix s, patches)
     missing: list[str] = field(default_factory=list)
+    #: float32 [m, d]: the newest checkpoint's selected set, in pick order, embedded by the
+    #: model in use (re-embedded at every hot swap); empty when there is no checkpoint
+    selected_z: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 def _iso_to_unix(s: object) -> float | None:
@@ -134,7 +138,7 @@ def _pool(state: Path, missing: list[str]) -> tuple[np.ndarray, np.ndarray, list
     ckpt, man = found
     zs, cs = [], []
     for f in sorted(ckpt.glob("rank-*.h5")):
-        with h5py.File(f, "r") as h:
+        with open_h5_self_contained(f, "a checkpoint file") as h:
             if "pool/z" in h:
                 zs.append(np.asarray(h["pool/z"], np.float32))
                 cs.append(np.asarray(h["pool/classes"], np.int64))
@@ -144,13 +148,26 @@ def _pool(state: Path, missing: list[str]) -> tuple[np.ndarray, np.ndarray, list
     return np.concatenate(zs), np.concatenate(cs), list(man.get("groups", []))
 
 
+def _selected_z(state: Path, missing: list[str]) -> np.ndarray:
+    """The newest checkpoint's selected embeddings ``[m, d]`` (pick order), or ``[0, 0]``."""
+    found = latest_checkpoint(state)
+    if found is None:
+        return np.zeros((0, 0), np.float32)
+    try:
+        arrays, _ = load_selected(found[0])
+    except (MummiMLError, OSError) as exc:
+        missing.append(f"the selected set of {found[0].name} ({exc})")
+        return np.zeros((0, 0), np.float32)
+    return np.asarray(arrays["z"], np.float32)
+
+
 def _segments(state: Path, limit: int = 20000) -> list[tuple[float, int]]:
     """(mtime, patches) of the payload segments still on disk (one per ingested batch and rank;
     segments no checkpoint refers to any more are deleted), at most ``limit``."""
     out = []
     for f in sorted((state / "payloads").glob("rank-*/seg-*.h5"))[:limit]:
         try:
-            with h5py.File(f, "r") as h:
+            with open_h5_self_contained(f, "a payload segment") as h:
                 out.append((f.stat().st_mtime, int(h["x"].shape[0])))
         except (OSError, KeyError):
             continue
@@ -197,7 +214,8 @@ def load_campaign(state_dir: str | Path) -> Campaign:
     if not drift:
         missing.append(f"{DRIFT_LOG} (no drift monitor in this campaign)")
     return Campaign(state, status, picks, _checkpoints(state), groups, pool_z, pool_c,
-                    quarantine, journal, weights, drift, _segments(state), missing)
+                    quarantine, journal, weights, drift, _segments(state), missing,
+                    _selected_z(state, missing))
 
 
 def _reason_head(reason: str) -> str:

@@ -137,19 +137,25 @@ def _class_section(c: Campaign, quotas: list[float] | None, plt) -> list[tuple[s
 
 
 def _cover_section(c: Campaign, plt) -> tuple[str, list[tuple[str, str]]]:
-    zs = [p.z for p in c.picks]
-    if not zs or c.pool_z.size == 0 or any(z.shape != zs[0].shape for z in zs) \
-            or c.pool_z.shape[1] != len(zs[0]):
-        return _missing("covering radius: needs the picks' embeddings (picks.jsonl) and the "
-                        "pool's (a checkpoint) in one model version"), []
     versions = {p.model_version for p in c.picks}
-    r = covering_radii(np.stack(zs), c.pool_z)
+    if len(c.selected_z) and c.pool_z.size and c.selected_z.shape[1] == c.pool_z.shape[1]:
+        picks_z = c.selected_z  # the checkpoint's picks, embedded by the model in use
+        cav = (f" All {len(picks_z)} picks of the newest checkpoint, embedded by the model in "
+               "use (re-embedded at each hot swap).")
+    else:
+        zs = [p.z for p in c.picks]
+        if not zs or c.pool_z.size == 0 or any(z.shape != zs[0].shape for z in zs) \
+                or c.pool_z.shape[1] != len(zs[0]):
+            return _missing("covering radius: needs the picks' embeddings (picks.jsonl) and "
+                            "the pool's (a checkpoint) in one model version"), []
+        picks_z = np.stack(zs)
+        cav = (" Picks embedded by several model versions: distances mix embeddings."
+               if len(versions) > 1 else "")
+    r = covering_radii(picks_z, c.pool_z)
     fig, ax = plt.subplots(figsize=(8, 3.4))
     ax.plot(np.arange(1, len(r) + 1), r, "o-", ms=3)
     ax.set_xlabel("picks")
     ax.set_ylabel("covering radius (d_z)")
-    cav = (" Picks embedded by several model versions: distances mix embeddings."
-           if len(versions) > 1 else "")
     return "", [(_png(fig), "Covering radius of the selected set after each pick: the largest "
                  "distance from a known candidate (final pool and picks; evicted candidates are "
                  "not stored) to its nearest pick." + cav)]
