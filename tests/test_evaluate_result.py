@@ -150,3 +150,18 @@ def test_written_metrics_json_is_the_returned_result(tmp_path):
     assert text == result.to_json()
     assert EvaluationResult.from_json(text).to_json() == text
     assert result.ours.lam == 0.1 and not result.ours.lam_fitted
+
+
+@pytest.mark.parametrize("model, loss, name", [
+    ({}, {}, "L_inv + L_rad + L_lab (ours)"),
+    ({"invariance": "group"}, {"w_inv": 0.0}, "L_rad + L_lab, group-invariant (ours)"),
+    ({"invariance": "group"}, {}, "L_inv + L_rad + L_lab, group-invariant (ours)"),
+])
+def test_our_row_is_named_by_the_models_losses_and_invariance(model, loss, name):
+    from types import SimpleNamespace
+
+    from mummi_ml.evaluate.compute import ours_name
+    from mummi_ml.metric.config import LossConfig, ModelConfig
+
+    metric = SimpleNamespace(model_cfg=ModelConfig(**model), loss_cfg=LossConfig(**loss))
+    assert ours_name(metric) == name

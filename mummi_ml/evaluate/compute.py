@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,10 +46,14 @@ from mummi_ml.evaluate.spacetime import (
     time_difference_curve,
 )
 from mummi_ml.metric.config import LOSS_TERMS
+
+if TYPE_CHECKING:  # torch is imported only when a model is evaluated
+    from mummi_ml.metric import Metric
 from mummi_ml.patch import CLASS_NAMES, PatchBatch, mean_concentrations, open_patches
 
 __all__ = [
     "OURS_NAME",
+    "ours_name",
     "EvaluationArrays",
     "Evaluation",
     "load_eval_set",
@@ -58,6 +63,15 @@ __all__ = [
 
 #: the table row of the evaluated model
 OURS_NAME = " + ".join(t.name for t in LOSS_TERMS) + " (ours)"
+"""The row name of a model trained with all three losses and learned invariance."""
+
+
+def ours_name(metric: Metric) -> str:
+    """The row name of the evaluated model: the losses it was trained with (weight > 0) and,
+    for the group model, its exact invariance; e.g. 'L_rad + L_lab, group-invariant (ours)'."""
+    terms = " + ".join(t.name for t in metric.loss_cfg.active_terms()) or "no loss"
+    group = ", group-invariant" if metric.model_cfg.invariance == "group" else ""
+    return f"{terms}{group} (ours)"
 
 Log = Callable[[str], None]
 
@@ -132,7 +146,7 @@ def _representations(metric, cfg: EvaluateConfig, ablations: dict[str, str | Pat
         ]
     for name, path in ablations.items():
         reps.append(model_representation(Metric.load(path, device=cfg.device), name, "ablation"))
-    return reps + [model_representation(metric, OURS_NAME)]
+    return reps + [model_representation(metric, ours_name(metric))]
 
 
 def _evaluate_set(
