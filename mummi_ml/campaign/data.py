@@ -130,8 +130,8 @@ def _checkpoints(state: Path) -> list[CheckpointPoint]:
     return out
 
 
-def _pool(state: Path, missing: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    found = latest_checkpoint(state)
+def _pool(found: tuple[Path, dict] | None, missing: list[str]
+          ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if found is None:
         missing.append("a complete checkpoint (pool embeddings)")
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
@@ -148,9 +148,8 @@ def _pool(state: Path, missing: list[str]) -> tuple[np.ndarray, np.ndarray, list
     return np.concatenate(zs), np.concatenate(cs), list(man.get("groups", []))
 
 
-def _selected_z(state: Path, missing: list[str]) -> np.ndarray:
+def _selected_z(found: tuple[Path, dict] | None, missing: list[str]) -> np.ndarray:
     """The newest checkpoint's selected embeddings ``[m, d]`` (pick order), or ``[0, 0]``."""
-    found = latest_checkpoint(state)
     if found is None:
         return np.zeros((0, 0), np.float32)
     try:
@@ -193,7 +192,8 @@ def load_campaign(state_dir: str | Path) -> Campaign:
         raise SelectorError(f"{state / 'status.json'}: malformed (not an object)")
     missing: list[str] = []
     picks = _picks(state, missing)
-    pool_z, pool_c, groups = _pool(state, missing)
+    newest = latest_checkpoint(state)  # (directory, manifest) or None
+    pool_z, pool_c, groups = _pool(newest, missing)
     quarantine: Counter = Counter()
     for f in sorted(state.glob("quarantine-rank-*.jsonl")):
         for e in _jsonl(f):
@@ -215,7 +215,7 @@ def load_campaign(state_dir: str | Path) -> Campaign:
         missing.append(f"{DRIFT_LOG} (no drift monitor in this campaign)")
     return Campaign(state, status, picks, _checkpoints(state), groups, pool_z, pool_c,
                     quarantine, journal, weights, drift, _segments(state), missing,
-                    _selected_z(state, missing))
+                    _selected_z(newest, missing))
 
 
 def _reason_head(reason: str) -> str:

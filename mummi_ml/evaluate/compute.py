@@ -45,14 +45,12 @@ from mummi_ml.evaluate.spacetime import (
     fit_decorrelation,
     time_difference_curve,
 )
-from mummi_ml.metric.config import LOSS_TERMS
 
 if TYPE_CHECKING:  # torch is imported only when a model is evaluated
     from mummi_ml.metric import Metric
 from mummi_ml.patch import CLASS_NAMES, PatchBatch, mean_concentrations, open_patches
 
 __all__ = [
-    "OURS_NAME",
     "ours_name",
     "EvaluationArrays",
     "Evaluation",
@@ -62,10 +60,6 @@ __all__ = [
 ]
 
 #: the table row of the evaluated model
-OURS_NAME = " + ".join(t.name for t in LOSS_TERMS) + " (ours)"
-"""The row name of a model trained with all three losses and learned invariance."""
-
-
 def ours_name(metric: Metric) -> str:
     """The row name of the evaluated model: the losses it was trained with (weight > 0) and,
     for the group model, its exact invariance; e.g. 'L_rad + L_lab, group-invariant (ours)'."""
