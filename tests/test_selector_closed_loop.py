@@ -141,6 +141,29 @@ def test_snapshots_on_schedule_and_operator_request_hold_reservoir_and_selected(
     assert man1["reasons"] == ["request"] and sum(man1["seen"]) == 70
 
 
+def test_drift_snapshot_waits_for_after_drift_arrivals_more_arrivals(model, tmp_path):
+    # windows of 40: the event closes window 1 (arrival 80); the snapshot waits for 60 more
+    spool(tmp_path, patches(1000, 40), *(patches(2000 + 40 * i, 40, 5.0) for i in range(3)))
+    cfg = config(tmp_path, model, **{"drift.window": 40, "retrain.reservoir_per_class": 64,
+                                     "retrain.after_drift_arrivals": 60})
+    status = run_once(cfg)
+    man = read_manifest(tmp_path / "state" / "snapshots" / "0000")
+    assert man["reasons"] == ["drift"]
+    assert sum(man["seen"]) == 160  # written at the first merge 60 arrivals after the event
+    assert status["retrain"]["snapshots"] == 1
+
+
+def test_drift_snapshot_still_pending_when_the_stream_ends_is_written_after_a_restart(
+        model, tmp_path):
+    spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
+    cfg = config(tmp_path, model, **{"drift.window": 40, "retrain.reservoir_per_class": 64,
+                                     "retrain.after_drift_arrivals": 60})
+    assert run_once(cfg)["retrain"]["snapshots"] == 0  # the event; 0 of 60 arrivals since
+    spool(tmp_path, patches(2040, 40, 5.0), patches(2080, 40, 5.0))
+    assert run_once(cfg)["retrain"]["snapshots"] == 1  # the pending event was checkpointed
+    assert sum(read_manifest(tmp_path / "state" / "snapshots" / "0000")["seen"]) == 160
+
+
 def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_path):
     spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
     updates = tmp_path / "updates"

@@ -82,6 +82,7 @@ class _Progress:
     picks_at_snapshot: int = 0
     arrivals_at_snapshot: int = 0
     last_record: dict | None = None
+    drift_pending_at: int | None = None  # accepted arrivals at a drift event awaiting its snapshot
     jobs: list[dict] = field(default_factory=list)
 
 
@@ -199,7 +200,7 @@ class ClosedLoop:
             rec = self.drift.close(self.drift.stats)
             self._record(rec)
             if rec.event and self.rc is not None and self.rc.on_drift:
-                reasons.append("drift")
+                reasons += self._on_drift_event()
         if self.reservoir is not None:
             picks = len(self.state.selected)
             reasons += self._due(picks)
@@ -215,6 +216,18 @@ class ClosedLoop:
         else:
             log.info("%s", rec.summary())
 
+    def _on_drift_event(self) -> list[str]:
+        """``["drift"]`` when the event's snapshot is due now; with ``after_drift_arrivals`` the
+        snapshot waits for that many more arrivals (:meth:`_due` writes it then)."""
+        p, delay = self.progress, self.rc.after_drift_arrivals
+        if delay == 0:
+            return ["drift"]
+        if p.drift_pending_at is None:
+            p.drift_pending_at = int(self.reservoir.seen.sum())
+            log.info("drift event: the snapshot waits for %d more arrivals "
+                     "(selector.retrain.after_drift_arrivals)", delay)
+        return []
+
     def _due(self, picks: int) -> list[str]:
         rc, p = self.rc, self.progress
         out = []
@@ -226,6 +239,10 @@ class ClosedLoop:
         if rc.every_picks and picks - p.picks_at_snapshot >= rc.every_picks:
             out.append("picks")
         arrivals = int(self.reservoir.seen.sum())
+        if p.drift_pending_at is not None and (
+                arrivals - p.drift_pending_at >= rc.after_drift_arrivals):
+            p.drift_pending_at = None
+            out.append("drift")
         if rc.every_arrivals and arrivals - p.arrivals_at_snapshot >= rc.every_arrivals:
             out.append("arrivals")
         return out

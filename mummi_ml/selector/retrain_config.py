@@ -24,6 +24,10 @@ class RetrainConfig(StrictModel):
         "memory and pinned payload segments grow with it)")
     on_drift: bool = Field(True, description="write a snapshot when the drift monitor emits an "
                            "event")
+    after_drift_arrivals: int = Field(
+        0, ge=0, description="write the drift event's snapshot only once this many more "
+        "arrivals have been accepted after the event (count; 0: at once), so that the "
+        "retraining sees the drifted stream, not just the windows that revealed it")
     every_picks: int | None = Field(
         None, ge=1, description="write a snapshot every this many picks (null: no schedule)")
     every_arrivals: int | None = Field(
