@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from mummi_ml.metric import LossConfig, ModelConfig, Trainer, train_model
-from mummi_ml.metric.model_dir import COMPLETE_MARKER, is_complete
+from mummi_ml.metric.model_dir import COMPLETE_MARKER, Metric, is_complete
 from mummi_ml.parallel import local_context
+from mummi_ml.patch import PatchFile
+from mummi_ml.patch.profiles import radial_profiles
+from mummi_ml.patch.stats import ChannelStats
 from tests.test_metric_train import make_patches, small_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +73,22 @@ def test_fine_tuned_model_records_parent_schedule_and_lineage(parent, data_file,
     assert cmeta["epochs_trained"] == 2
     assert cmeta["config"]["train"]["learning_rates"] == [3e-4, 1e-5]
     assert cmeta["standardisation"] == pmeta["standardisation"]
+
+
+def test_fine_tuning_targets_the_upsilon_of_the_parents_standardisation(parent, tmp_path):
+    # other data (other statistics): L_rad's target must stay what evaluation measures against,
+    # the radial profiles of patches standardised as the model embeds them (the parent's stats)
+    other = make_patches(tmp_path / "other.h5", 96, seed=11)
+    child = Trainer(ModelConfig(latent_dim=5), LossConfig(), small_train(), [other],
+                    tmp_path / "child", local_context(), progress=False, init_from=parent)
+    child.setup(resume=False)
+    x, _, upsilon = child.data.validation_set(8)
+    child.data.close()
+    pstats = Metric.load(parent).stats
+    expected = radial_profiles(pstats.standardise(x), ModelConfig().profile_channels)
+    np.testing.assert_allclose(upsilon, expected, rtol=1e-5, atol=1e-6)
+    own = ChannelStats.from_batches([PatchFile(other)[np.arange(96)].x])
+    assert not np.allclose(own.mean, pstats.mean)  # the data's own statistics would differ
 
 
 def test_complete_marker_is_written_last(parent):

@@ -87,6 +87,9 @@ class TrainingData:
         cache_dir: where statistics and Upsilon are cached (created).
         rank, size: this rank and the number of ranks.
         barrier: called between rank 0's preparation and the others' reading (None: one rank).
+        stats: a fixed standardisation (fine-tuning: the parent model's, the one it embeds
+            with); None: computed from the training split. Upsilon, the L_rad target, is the
+            radial profiles of patches standardised with these statistics, as in evaluation.
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class TrainingData:
         rank: int = 0,
         size: int = 1,
         barrier=None,
+        stats: ChannelStats | None = None,
     ):
         self.cfg = train_cfg
+        self._fixed_stats = stats
         self.rank, self.size = rank, size
         if train_cfg.batch_size % size:
             raise MetricError(
@@ -126,6 +131,7 @@ class TrainingData:
             json.dumps(
                 [self.data_hash, train_cfg.seed, train_cfg.validation_fraction,
                  train_cfg.split_by, self.channels]
+                + ([] if stats is None else [stats.mean.tolist(), stats.std.tolist()])
             ).encode()
         ).hexdigest()[:12]
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -158,9 +164,12 @@ class TrainingData:
     def _prepare(self) -> None:
         n = len(self.dataset)
         if not self.stats_path.exists():
-            is_train = np.zeros(n, dtype=bool)
-            is_train[self.split.train] = True
-            stats = ChannelStats.from_batches(x for _, x in self._iter_x(is_train))
+            if self._fixed_stats is not None:
+                stats = self._fixed_stats
+            else:
+                is_train = np.zeros(n, dtype=bool)
+                is_train[self.split.train] = True
+                stats = ChannelStats.from_batches(x for _, x in self._iter_x(is_train))
             stats.save(self.stats_path)
         stats = ChannelStats.load(self.stats_path)
         if not self.upsilon_path.exists():

@@ -18,7 +18,8 @@ model (``weights.pt``, ``metric.json``, ``embedding_domain.json``, then the ``CO
 last; see :mod:`mummi_ml.metric.model_dir`).
 
 Fine-tuning (``init_from``, ``mummi-ml train --init-from MODEL_DIR``): the encoder starts from the
-parent model's weights and standardisation (its architecture keys must equal this run's
+parent model's weights and standardisation, which also standardises Upsilon, the L_rad target,
+as evaluation does (its architecture keys must equal this run's
 ``model:`` section), trains with the ``train.finetune_*`` schedule instead of ``epochs`` /
 ``learning_rates`` / ``lr_boundaries`` (see :meth:`TrainConfig.finetuning`), and records its
 ``parent`` and ``lineage`` in metric.json. Data parallel exactly as a run from scratch.
@@ -228,6 +229,7 @@ class Trainer:
         self.data = TrainingData(
             self.paths, self.model_cfg, cfg, self.out_dir / "cache", ctx.rank, ctx.size,
             ctx.barrier if ctx.distributed else None,
+            stats=None if self.parent is None else self.parent.stats,  # the L_rad target's
         )
         torch.manual_seed(cfg.seed)
         self.encoder = build_encoder(self.model_cfg)
