@@ -12,6 +12,8 @@ by the consumer, acknowledged with its outcome".
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,10 @@ from mummi_ml.backends import (
 pytestmark = pytest.mark.timeout(120)
 
 PY = sys.executable
+
+#: one line per rank: "rank R of SIZE" (one write each, so lines of two ranks never interleave)
+MPI_RANKS = ("import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+             "sys.stdout.write(f'rank {c.rank} of {c.size}\\n')")
 
 
 def wait_for(backend: JobBackend, job_id: str, states, timeout_s: float = 60.0):
@@ -147,6 +153,61 @@ def test_states_answers_several_jobs_at_once(backend, job_dir):
     got = backend.states(ids)
     assert set(got) == set(ids)
     assert all(info.state == JobState.COMPLETED for info in got.values())
+
+
+def ranks_seen(out: Path) -> list[tuple[int, int]]:
+    """(rank, size) of every "rank R of SIZE" line in a job's output, sorted."""
+    return sorted((int(r), int(n)) for r, n in re.findall(r"rank (\d+) of (\d+)", out.read_text()))
+
+
+def test_a_job_of_two_tasks_runs_as_one_mpi_program_of_two_ranks(backend, job_dir):
+    name = unique("mpi2")
+    job_id = backend.submit(name, [PY, "-c", MPI_RANKS], job_dir, tasks=2)
+    info = wait_terminal(backend, job_id)
+    assert info.state == JobState.COMPLETED, (job_dir / f"{name}.err").read_text()[-2000:]
+    assert ranks_seen(job_dir / f"{name}.out") == [(0, 2), (1, 2)]
+
+
+def test_a_job_without_tasks_runs_the_backends_default_task_count(backend, job_dir):
+    name = unique("mpi1")
+    assert backend.default_tasks == 1  # flux: jobs.flux.num_tasks, 1 by default
+    job_id = backend.submit(name, [PY, "-c", MPI_RANKS], job_dir)
+    assert wait_terminal(backend, job_id).state == JobState.COMPLETED
+    assert ranks_seen(job_dir / f"{name}.out") == [(0, 1)]
+
+
+def test_cancel_stops_every_rank_of_a_job_of_two_tasks(backend, job_dir):
+    code = ("import os, time; from mpi4py import MPI; "
+            "open(f'rank{MPI.COMM_WORLD.rank}.pid', 'w').write(str(os.getpid())); time.sleep(60)")
+    job_id = backend.submit(unique("mpicancel"), [PY, "-c", code], job_dir, tasks=2)
+    deadline = time.monotonic() + 60
+    pid_files = [job_dir / "rank0.pid", job_dir / "rank1.pid"]
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline, f"ranks never started: {backend.state(job_id)}"
+        time.sleep(0.2)
+    pids = [int(p.read_text()) for p in pid_files]
+    backend.cancel(job_id)
+    assert wait_terminal(backend, job_id, timeout_s=30).state == JobState.CANCELLED
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    """True if process ``pid`` exists and is not a zombie (the ranks run on this machine)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.parametrize("tasks", [0, -1, 1.5, "2", True])
+def test_tasks_must_be_a_positive_integer(backend, job_dir, tasks):
+    with pytest.raises(BackendError, match="tasks"):
+        backend.submit(unique("tasks"), [PY, "-c", "pass"], job_dir, tasks=tasks)
 
 
 @pytest.mark.parametrize("name", ["../escape", "a b", "", "-dash", "x" * 101, "semi;colon"])
