@@ -2,7 +2,8 @@
 the log, status.json and ``mummi-ml status``; the reservoir checkpointed and restored; training
 snapshots on a schedule, an operator's request (``STATE/RETRAIN``) and a drift event, as
 readable patch files of the reservoir and the selected ids; the retraining job submitted through
-the local backend produces a complete model; the same drift record and reservoir on 1 and 2
+the local backend produces a complete model, on one rank or (``retrain.tasks: 2``) as one MPI
+program of two ranks; the same drift record and reservoir on 1 and 2
 ranks (real ``mpiexec``)."""
 
 from __future__ import annotations
@@ -141,6 +142,16 @@ def test_snapshots_on_schedule_and_operator_request_hold_reservoir_and_selected(
     assert man1["reasons"] == ["request"] and sum(man1["seen"]) == 70
 
 
+def wait_complete(out: Path, job_dir: Path, timeout_s: float = 240) -> None:
+    """Wait for the retraining's model directory ``out`` to be complete (its job's stderr on
+    failure)."""
+    deadline = time.monotonic() + timeout_s
+    while not is_complete(out) and time.monotonic() < deadline:
+        time.sleep(1)
+    err = next(job_dir.glob("*.err"), None)
+    assert is_complete(out), err.read_text()[-3000:] if err else "no job output"
+
+
 def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_path):
     spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
     updates = tmp_path / "updates"
@@ -154,14 +165,28 @@ def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_pat
     [job] = status["retrain"]["jobs"]
     out = Path(job["out"])
     assert out.parent == updates
-    deadline = time.monotonic() + 240
-    while not is_complete(out) and time.monotonic() < deadline:
-        time.sleep(1)
-    err = next((tmp_path / "state" / "retrain" / "0000").glob("*.err"), None)
-    assert is_complete(out), err.read_text()[-3000:] if err else "no job output"
+    wait_complete(out, tmp_path / "state" / "retrain" / "0000")
     meta = json.loads((out / "metric.json").read_text())
     parent = json.loads((model / "metric.json").read_text())
     assert meta["parent"]["version"] == parent["version"]
+    assert meta["world_size"] == 1 and job["tasks"] == 1  # the local backend's one task
+
+
+@pytest.mark.mpi
+def test_a_retraining_job_of_two_tasks_trains_on_two_ranks(model, tmp_path):
+    spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
+    cfg = config(tmp_path, model, **{"drift.window": 40, "retrain.submit": True,
+                                     "retrain.reservoir_per_class": 16, "retrain.tasks": 2,
+                                     "retrain.train_overrides": json.dumps(TRAIN_SETS),
+                                     "model_updates_dir": tmp_path / "updates"})
+    [job] = run_once(cfg)["retrain"]["jobs"]
+    [logged] = [json.loads(x) for x in (tmp_path / "state" / "retrain.jsonl").read_text()
+                .splitlines()]
+    assert job["tasks"] == logged["tasks"] == 2
+    job_dir = tmp_path / "state" / "retrain" / "0000"
+    wait_complete(Path(job["out"]), job_dir)
+    assert json.loads((Path(job["out"]) / "metric.json").read_text())["world_size"] == 2
+    assert "mummi-ml train: 2 rank(s)" in next(job_dir.glob("*.err")).read_text()
 
 
 @pytest.mark.mpi
