@@ -176,6 +176,25 @@ def test_a_job_without_tasks_runs_the_backends_default_task_count(backend, job_d
     assert ranks_seen(job_dir / f"{name}.out") == [(0, 1)]
 
 
+#: what a service that is rank 0 of an MPICH (Hydra) program of 2 ranks carries in its environment
+SERVICE_RANK_0_OF_2 = {"PMI_RANK": "0", "PMI_SIZE": "2", "PMI_FD": "9", "PMI_HOSTNAME": "vm",
+                       "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2", "HYDI_CONTROL_FD": "7"}
+
+
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_a_job_does_not_inherit_the_mpi_rank_of_the_service_that_submits_it(
+        backend, job_dir, monkeypatch, tasks):
+    if backend.name == "handoff":
+        pytest.skip("handoff: the job runs in the consumer's environment, not the service's")
+    for key, value in SERVICE_RANK_0_OF_2.items():
+        monkeypatch.setenv(key, value)
+    name = unique(f"inherit{tasks}")
+    job_id = backend.submit(name, [PY, "-c", MPI_RANKS], job_dir, tasks=tasks)
+    info = wait_terminal(backend, job_id)
+    assert info.state == JobState.COMPLETED, (job_dir / f"{name}.err").read_text()[-2000:]
+    assert ranks_seen(job_dir / f"{name}.out") == [(r, tasks) for r in range(tasks)]
+
+
 def test_cancel_stops_every_rank_of_a_job_of_two_tasks(backend, job_dir):
     code = ("import os, time; from mpi4py import MPI; "
             "open(f'rank{MPI.COMM_WORLD.rank}.pid', 'w').write(str(os.getpid())); time.sleep(60)")

@@ -11,8 +11,10 @@ cancelled flag, signals received) atomically when the command ends. ``cancelled`
 the backend asked for the cancel (its ``cancel`` marker exists): a signal from anyone else (e.g.
 Slurm's SIGTERM to every process of a step at the end of a batch link) is recorded as a kill by that
 signal, which the emitter resubmits. The parent service may die at any time: the runner lives in its
-own session, so the job and its record survive, and a restarted service finds the job by name. Only
-the standard library and :mod:`mummi_ml.durable` are imported here (no side effects)."""
+own session, so the job and its record survive, and a restarted service finds the job by name. The
+command gets the runner's environment less the service's own MPI launch variables
+(:mod:`mummi_ml.backends.jobenv`). Only the standard library, :mod:`mummi_ml.durable` and
+:mod:`mummi_ml.backends.jobenv` are imported here (no side effects)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from mummi_ml.backends.jobenv import job_environment
 from mummi_ml.durable import write_json_atomic
 
 KILL_GRACE_S = 10.0
@@ -94,7 +97,8 @@ def main(record_dir: str) -> int:
         try:
             if not cancelled.is_set():
                 child = subprocess.Popen(
-                    command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                    command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=job_environment(),
                 )
                 if cancelled.is_set():  # a signal came between the check and the start
                     stop_child()

@@ -12,7 +12,8 @@ Tasks: a job runs ``jobs.flux.num_tasks`` tasks unless submitted with ``tasks`` 
 ``num_tasks``). The job shell starts the tasks and gives them PMI (its ``pmi`` plugin: simple
 PMI-1 over ``PMI_FD``, which MPICH, the mpich wheel's mpi4py included, uses by default), so the
 tasks of a job are one MPI program whose ``COMM_WORLD`` has that many ranks; no option or
-environment variable is needed for that.
+environment variable is needed for that. The jobspec's environment is the service's less its
+own MPI launch variables (:mod:`mummi_ml.backends.jobenv`), as with every backend.
 
 What a finished job reports (``JobInfo``):
 
@@ -65,6 +66,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.jobenv import job_environment
 
 __all__ = ["FluxBackend", "flux_bindings_dir", "flux_job_name", "mummi_job_name"]
 
@@ -215,7 +217,7 @@ class FluxBackend(JobBackend):
             num_nodes=o.nodes,
             exclusive=o.exclusive,
             duration=o.time_limit,
-            environment=dict(os.environ),
+            environment=job_environment(),
             cwd=str(job_dir),
             name=flux_job_name(name, self.cfg.name_prefix),
             output=str(job_dir / f"{name}.out"),

@@ -10,7 +10,9 @@ A job of ``tasks > 1`` is one allocation of ``sbatch --ntasks TASKS`` whose batc
 ``pmi2``): Slurm starts the ranks and gives them PMI, so an MPICH program (the mpich wheel's
 mpi4py) sees ``COMM_WORLD`` of size TASKS; ``scancel`` stops the step with the job. (srun does not
 take ``--cpus-per-task`` from the allocation since Slurm 22.05, so it is given again.) A job of one
-task runs its argv directly in the batch script, as before.
+task runs its argv directly in the batch script, as before. ``sbatch`` (which exports its
+environment to the job) is run without the service's own MPI launch variables
+(:mod:`mummi_ml.backends.jobenv`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.jobenv import job_environment
 from mummi_ml.durable import atomic_path
 
 __all__ = ["SlurmBackend", "slurm_state"]
@@ -117,10 +120,12 @@ class SlurmBackend(JobBackend):
 
     # ---- command runner --------------------------------------------------------------------------
 
-    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], check: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         try:
             proc = subprocess.run(
-                argv, capture_output=True, text=True, timeout=self.opts.command_timeout_s
+                argv, capture_output=True, text=True, timeout=self.opts.command_timeout_s,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise BackendError(
@@ -151,7 +156,7 @@ class SlurmBackend(JobBackend):
             argv = ["srun", f"--mpi={self.opts.mpi}", "--ntasks", str(tasks),
                     "--cpus-per-task", str(self.opts.cpus_per_task), *argv]
         cmd += [*self.opts.extra_args, str(self.script), *argv]
-        out = self._run(cmd).stdout.strip()
+        out = self._run(cmd, env=job_environment()).stdout.strip()  # sbatch exports it
         job_id = out.split(";")[0].strip()
         if not job_id.isdigit():
             raise BackendError(f"slurm: sbatch --parsable printed {out!r}, expected a job id")
