@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from mummi_ml.config import load_config
+from mummi_ml.errors import ConfigError
 from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
 from mummi_ml.metric.model_dir import is_complete
 from mummi_ml.patch import PatchBatch, PatchFile, write_patches
@@ -170,6 +171,12 @@ def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_pat
     parent = json.loads((model / "metric.json").read_text())
     assert meta["parent"]["version"] == parent["version"]
     assert meta["world_size"] == 1 and job["tasks"] == 1  # the local backend's one task
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two"])
+def test_retrain_tasks_below_one_or_not_a_count_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match=r"selector\.retrain\.tasks"):
+        load_config(None, [f"selector.retrain.tasks={bad}"])
 
 
 @pytest.mark.mpi
