@@ -223,6 +223,33 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+@pytest.mark.slow  # one 2-rank training per backend, each rank loading torch: ~15 s each
+def test_a_training_job_of_two_tasks_trains_data_parallel_on_two_ranks(backend, job_dir):
+    """What the selector's retraining job relies on (``selector.retrain.tasks``)."""
+    import numpy as np
+
+    from mummi_ml.patch import PatchBatch, write_patches
+
+    rng = np.random.default_rng(0)
+    x = np.minimum(rng.gamma(2.0, 0.5, size=(48, 37, 37, 14)), 3.0).astype(np.float32)
+    n_ras = rng.integers(0, 3, 48)
+    y = np.stack([n_ras, np.minimum(n_ras, rng.integers(0, 2, 48))], 1).astype(np.int32)
+    write_patches(job_dir / "train.h5", PatchBatch.from_arrays(x, y))
+    sets = ["train.epochs=1", "train.batch_size=16", "train.num_threads=1", "train.device=cpu",
+            "train.val_max_patches=16", "train.val_metric_patches=8", "model.latent_dim=3"]
+    argv = [PY, "-m", "mummi_ml", "train", "--data", str(job_dir / "train.h5"),
+            "--out", str(job_dir / "model"), "--no-progress"]
+    for kv in sets:
+        argv += ["--set", kv]
+    name = unique("train2")
+    job_id = backend.submit(name, argv, job_dir, tasks=2)
+    info = wait_terminal(backend, job_id, timeout_s=110)
+    err = (job_dir / f"{name}.err").read_text()
+    assert info.state == JobState.COMPLETED, err[-3000:]
+    assert "mummi-ml train: 2 rank(s)" in err
+    assert json.loads((job_dir / "model" / "metric.json").read_text())["world_size"] == 2
+
+
 @pytest.mark.parametrize("tasks", [0, -1, 1.5, "2", True])
 def test_tasks_must_be_a_positive_integer(backend, job_dir, tasks):
     with pytest.raises(BackendError, match="tasks"):
