@@ -14,7 +14,8 @@ signal, which the emitter resubmits. The parent service may die at any time: the
 own session, so the job and its record survive, and a restarted service finds the job by name. The
 command gets the runner's environment less the service's own MPI launch variables
 (:mod:`mummi_ml.backends.jobenv`). Only the standard library, :mod:`mummi_ml.durable` and
-:mod:`mummi_ml.backends.jobenv` are imported here (no side effects)."""
+:mod:`mummi_ml.backends.jobenv` are imported here (no side effects).
+"""
 
 from __future__ import annotations
 

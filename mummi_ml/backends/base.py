@@ -7,7 +7,8 @@ backend (``local``, ``slurm``, ``flux``, ``handoff``) fills four hooks: ``_submi
 scheduler launches MPI programs (local: ``mpiexec -n``; slurm: ``srun --mpi``; flux: the jobspec's
 task count; handoff: the count in the record, for the workflow manager). Job names are unique per
 campaign; :meth:`JobBackend.find` looks a job up by name, which is what makes exactly-once
-submission across a crash possible (see ``emitter.py``)."""
+submission across a crash possible (see ``emitter.py``).
+"""
 
 from __future__ import annotations
 
