@@ -1,7 +1,8 @@
 """A workflow manager stand-in for tests: consumes a handoff directory through the public
 :class:`~mummi_ml.backends.HandoffConsumer` API and runs each record's command, as MuMMI's job
 tracker would launch a simulation (argv list, no shell; stdout/stderr to ``<name>.out/.err`` in
-the job directory), then answers done / failed with the exit code / cancelled.
+the job directory; a record of several tasks as ``mpiexec -n TASKS COMMAND``, with the mpiexec
+the local backend uses), then answers done / failed with the exit code / cancelled.
 
 ``python tests/handoff_runner.py DIR`` runs it as a process (killed with -9 by crash tests).
 """
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from mummi_ml.backends import HandoffConsumer, HandoffError
+from mummi_ml.backends.local import find_mpiexec
 
 
 class HandoffRunner:
@@ -40,11 +42,14 @@ class HandoffRunner:
                 except HandoffError:
                     continue
             job_dir = Path(rec.job_dir)
+            command = rec.command
+            if rec.tasks > 1:
+                command = [find_mpiexec() or "mpiexec", "-n", str(rec.tasks), *command]
             try:
                 with open(job_dir / f"{rec.name}.out", "ab") as out, \
                         open(job_dir / f"{rec.name}.err", "ab") as err:
                     self.running[rec.name] = subprocess.Popen(
-                        rec.command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                        command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
             except OSError as exc:
                 c.fail(rec.name, f"cannot start: {exc}", 127)
         for name, proc in list(self.running.items()):

@@ -17,6 +17,7 @@ import pytest
 from mummi_ml.backends import (
     HandoffConsumer,
     HandoffError,
+    HandoffRecord,
     JobEmitter,
     JobsConfig,
     JobState,
@@ -59,6 +60,18 @@ def test_a_pick_becomes_an_outbox_record_with_everything_the_manager_needs(tmp_p
     assert abs(rec.t - time.time()) < 60 and rec.time.endswith("Z")
     raw = json.loads((tmp_path / "handoff" / "outbox" / f"{name}.json").read_text())
     assert raw["schema"] == "mummi-ml-handoff" and raw["class"] == 2
+
+
+def test_a_record_says_how_many_tasks_its_command_runs_as(tmp_path):
+    b = make_backend(JobsConfig(backend="handoff"), tmp_path)
+    (tmp_path / "job").mkdir()
+    b.submit("train-2", [PY, "-c", "pass"], tmp_path / "job", tasks=2)  # one MPI program
+    b.submit("md-1", [PY, "-c", "pass"], tmp_path / "job")  # an MD pick: the default, 1
+    consumer = HandoffConsumer(tmp_path / "handoff")
+    assert consumer.record("train-2").tasks == 2 and consumer.record("md-1").tasks == 1
+    old = json.loads((tmp_path / "handoff" / "outbox" / "md-1.json").read_text())
+    del old["tasks"]  # a record written before the field existed reads as one process
+    assert HandoffRecord.from_json(old).tasks == 1
 
 
 def test_slots_are_the_picks_handed_over_and_not_yet_answered(tmp_path):

@@ -175,3 +175,33 @@ def test_finished_runners_are_reaped(tmp_path):
     time.sleep(0.5)  # the runners exit just after writing exit.json
     backend.states(["reap-0"])  # any query collects them
     assert zombie_children() == []
+
+
+@pytest.mark.mpi
+def test_a_service_under_mpiexec_submits_jobs_that_are_mpi_programs_of_their_own(tmp_path,
+                                                                                  run_mpi):
+    """Rank 0 of a real ``mpiexec -n 2`` program submits a job of 1 task and one of 2 tasks:
+    each job sees its own COMM_WORLD (1 and 2 ranks), not the service's."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from mpi4py import MPI
+        from mummi_ml.backends import JobsConfig, make_backend
+        if MPI.COMM_WORLD.rank == 0:
+            b = make_backend(JobsConfig(), Path({str(tmp_path)!r}) / "state")
+            code = ("import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+                    "sys.stdout.write(f'rank {{c.rank}} of {{c.size}}\\\\n')")
+            ids = [b.submit(f"j{{n}}", [sys.executable, "-c", code], Path({str(tmp_path)!r}),
+                            tasks=n) for n in (1, 2)]
+            deadline = time.monotonic() + 60
+            while not all(b.state(j).state.is_terminal for j in ids):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            print([b.state(j).state.value for j in ids])
+        MPI.COMM_WORLD.Barrier()
+    """)
+    proc = run_mpi(2, ["-c", code], timeout=120)
+    assert "['completed', 'completed']" in proc.stdout, (tmp_path / "j1.err").read_text()
+    assert (tmp_path / "j1.out").read_text() == "rank 0 of 1\n"
+    assert sorted((tmp_path / "j2.out").read_text().splitlines()) == ["rank 0 of 2",
+                                                                      "rank 1 of 2"]

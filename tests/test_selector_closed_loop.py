@@ -2,7 +2,8 @@
 the log, status.json and ``mummi-ml status``; the reservoir checkpointed and restored; training
 snapshots on a schedule, an operator's request (``STATE/RETRAIN``) and a drift event, as
 readable patch files of the reservoir and the selected ids; the retraining job submitted through
-the local backend produces a complete model; the same drift record and reservoir on 1 and 2
+the local backend produces a complete model, on one rank or (``retrain.tasks: 2``) as one MPI
+program of two ranks; the same drift record and reservoir on 1 and 2
 ranks (real ``mpiexec``)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from mummi_ml.config import load_config
+from mummi_ml.errors import ConfigError
 from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
 from mummi_ml.metric.model_dir import is_complete
 from mummi_ml.patch import PatchBatch, PatchFile, write_patches
@@ -164,6 +166,16 @@ def test_drift_snapshot_still_pending_when_the_stream_ends_is_written_after_a_re
     assert sum(read_manifest(tmp_path / "state" / "snapshots" / "0000")["seen"]) == 160
 
 
+def wait_complete(out: Path, job_dir: Path, timeout_s: float = 240) -> None:
+    """Wait for the retraining's model directory ``out`` to be complete (its job's stderr on
+    failure)."""
+    deadline = time.monotonic() + timeout_s
+    while not is_complete(out) and time.monotonic() < deadline:
+        time.sleep(1)
+    err = next(job_dir.glob("*.err"), None)
+    assert is_complete(out), err.read_text()[-3000:] if err else "no job output"
+
+
 def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_path):
     spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
     updates = tmp_path / "updates"
@@ -177,14 +189,34 @@ def test_drift_event_snapshot_submits_a_retraining_that_completes(model, tmp_pat
     [job] = status["retrain"]["jobs"]
     out = Path(job["out"])
     assert out.parent == updates
-    deadline = time.monotonic() + 240
-    while not is_complete(out) and time.monotonic() < deadline:
-        time.sleep(1)
-    err = next((tmp_path / "state" / "retrain" / "0000").glob("*.err"), None)
-    assert is_complete(out), err.read_text()[-3000:] if err else "no job output"
+    wait_complete(out, tmp_path / "state" / "retrain" / "0000")
     meta = json.loads((out / "metric.json").read_text())
     parent = json.loads((model / "metric.json").read_text())
     assert meta["parent"]["version"] == parent["version"]
+    assert meta["world_size"] == 1 and job["tasks"] == 1  # the local backend's one task
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two"])
+def test_retrain_tasks_below_one_or_not_a_count_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match=r"selector\.retrain\.tasks"):
+        load_config(None, [f"selector.retrain.tasks={bad}"])
+
+
+@pytest.mark.mpi
+def test_a_retraining_job_of_two_tasks_trains_on_two_ranks(model, tmp_path):
+    spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
+    cfg = config(tmp_path, model, **{"drift.window": 40, "retrain.submit": True,
+                                     "retrain.reservoir_per_class": 16, "retrain.tasks": 2,
+                                     "retrain.train_overrides": json.dumps(TRAIN_SETS),
+                                     "model_updates_dir": tmp_path / "updates"})
+    [job] = run_once(cfg)["retrain"]["jobs"]
+    [logged] = [json.loads(x) for x in (tmp_path / "state" / "retrain.jsonl").read_text()
+                .splitlines()]
+    assert job["tasks"] == logged["tasks"] == 2
+    job_dir = tmp_path / "state" / "retrain" / "0000"
+    wait_complete(Path(job["out"]), job_dir)
+    assert json.loads((Path(job["out"]) / "metric.json").read_text())["world_size"] == 2
+    assert "mummi-ml train: 2 rank(s)" in next(job_dir.glob("*.err")).read_text()
 
 
 @pytest.mark.mpi

@@ -1,18 +1,20 @@
 """The wrapper of one ``local`` backend job: ``python -m mummi_ml.backends._runner DIR``.
 
-``DIR`` is the job's record directory (``<state_dir>/local/<name>/``) holding ``spec.json``
-(argv, job_dir). The runner takes the job's one-time claim (``mkdir claimed``; if the backend
-already declared the job lost or cancelled it, the runner exits without running anything), writes
-``started.json`` (its pid and process start time), runs the
-command in ``job_dir`` with stdout/stderr appended to ``<name>.out``/``<name>.err``, forwards
+``DIR`` is the job's record directory (``<state_dir>/local/<name>/``) holding ``spec.json`` (argv,
+job_dir, tasks, mpiexec). A job of ``tasks > 1`` runs as ``MPIEXEC -n TASKS ARGV`` (``mpiexec``
+forwards the runner's SIGTERM to every rank). The runner takes the job's one-time claim (``mkdir
+claimed``; if the backend already declared the job lost or cancelled it, the runner exits without
+running anything), writes ``started.json`` (its pid and process start time), runs the command in
+``job_dir`` with stdout/stderr appended to ``<name>.out``/``<name>.err``, forwards
 SIGTERM/SIGINT/SIGHUP to it (SIGKILL after a grace period), and writes ``exit.json`` (exit code,
 cancelled flag, signals received) atomically when the command ends. ``cancelled`` is true only when
 the backend asked for the cancel (its ``cancel`` marker exists): a signal from anyone else (e.g.
-Slurm's SIGTERM to every process of a step at the end of a batch link) is recorded as a kill by
-that signal, which the emitter resubmits. The parent service may die at any time: the
-runner lives in its own session, so the job and its record survive, and a restarted service finds
-the job by name. Only the standard library and :mod:`mummi_ml.durable` are imported here (no
-side effects).
+Slurm's SIGTERM to every process of a step at the end of a batch link) is recorded as a kill by that
+signal, which the emitter resubmits. The parent service may die at any time: the runner lives in its
+own session, so the job and its record survive, and a restarted service finds the job by name. The
+command gets the runner's environment less the service's own MPI launch variables
+(:mod:`mummi_ml.backends.jobenv`). Only the standard library, :mod:`mummi_ml.durable` and
+:mod:`mummi_ml.backends.jobenv` are imported here (no side effects).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from mummi_ml.backends.jobenv import job_environment
 from mummi_ml.durable import write_json_atomic
 
 KILL_GRACE_S = 10.0
@@ -53,6 +56,8 @@ def main(record_dir: str) -> int:
     spec = json.loads((rec / "spec.json").read_text())
     job_dir = Path(spec["job_dir"])
     name = spec["name"]
+    tasks = int(spec.get("tasks", 1))
+    command = spec["argv"] if tasks == 1 else [spec["mpiexec"], "-n", str(tasks), *spec["argv"]]
     cancelled = threading.Event()  # stop: a signal came, or the backend's cancel marker
     received: list[int] = []
     child: subprocess.Popen | None = None
@@ -93,12 +98,13 @@ def main(record_dir: str) -> int:
         try:
             if not cancelled.is_set():
                 child = subprocess.Popen(
-                    spec["argv"], cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                    command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=job_environment(),
                 )
                 if cancelled.is_set():  # a signal came between the check and the start
                     stop_child()
         except OSError as exc:
-            reason = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
+            reason = f"cannot start {command[0]!r}: {exc.strerror or exc}"
             err.write((reason + "\n").encode())
         if child is not None:
             code = child.wait()

@@ -1,9 +1,13 @@
 """The job backend interface: a base class that owns the public API, validation and logging.
 
 A backend runs commands (argv lists) as named jobs and answers what became of them. Each concrete
-backend (``local``, ``slurm``, ``flux``) fills four hooks: ``_submit``, ``_states``, ``_find`` and
-``_cancel``. Job names are unique per campaign; :meth:`JobBackend.find` looks a job up by name,
-which is what makes exactly-once submission across a crash possible (see ``emitter.py``).
+backend (``local``, ``slurm``, ``flux``, ``handoff``) fills four hooks: ``_submit``, ``_states``,
+``_find`` and ``_cancel``. A job runs its argv as one program of ``tasks`` processes: with ``tasks >
+1`` one MPI program whose ``COMM_WORLD`` has ``tasks`` ranks, launched the way the backend's
+scheduler launches MPI programs (local: ``mpiexec -n``; slurm: ``srun --mpi``; flux: the jobspec's
+task count; handoff: the count in the record, for the workflow manager). Job names are unique per
+campaign; :meth:`JobBackend.find` looks a job up by name, which is what makes exactly-once
+submission across a crash possible (see ``emitter.py``).
 """
 
 from __future__ import annotations
@@ -112,13 +116,29 @@ class JobBackend(ABC):
 
     # ---- public API (validation + logging, then the hook) --------------------------------------
 
-    def submit(self, name: str, argv: Sequence[str], job_dir: Path) -> str:
+    @property
+    def default_tasks(self) -> int:
+        """Processes of a job submitted without ``tasks`` (flux: ``jobs.flux.num_tasks``; the
+        other backends: 1)."""
+        return 1
+
+    def submit(self, name: str, argv: Sequence[str], job_dir: Path, *,
+               tasks: int | None = None) -> str:
         """Start ``argv`` as job ``name`` with working directory ``job_dir``; returns the job id.
 
-        Stdout/stderr go to ``job_dir/<name>.out`` / ``<name>.err``. The name must not have been
-        used before with this backend (check with :meth:`find` when unsure).
+        Stdout/stderr go to ``job_dir/<name>.out`` / ``<name>.err`` (all ranks of a job of
+        several tasks together). The name must not have been used before with this backend
+        (check with :meth:`find` when unsure).
+
+        Args:
+            tasks: number of processes ``argv`` runs as (count >= 1): above 1, one MPI program
+                whose ``COMM_WORLD`` has ``tasks`` ranks. None: :attr:`default_tasks`.
         """
         self._check_name(name)
+        if tasks is None:
+            tasks = self.default_tasks
+        if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+            raise BackendError(f"tasks: expected an integer >= 1 (MPI ranks), got {tasks!r}")
         if isinstance(argv, (str, bytes)) or not argv:
             raise BackendError(f"argv: expected a non-empty list of strings, got {argv!r}")
         argv = list(argv)
@@ -128,8 +148,9 @@ class JobBackend(ABC):
         job_dir = Path(job_dir)
         if not job_dir.is_absolute() or not job_dir.is_dir():
             raise BackendError(f"job_dir: expected an existing absolute directory, got {job_dir}")
-        job_id = self._submit(name, argv, job_dir)
-        log.info("%s: submitted %s as %s: %s", self.name, name, job_id, " ".join(argv))
+        job_id = self._submit(name, argv, job_dir, tasks)
+        log.info("%s: submitted %s as %s (%d task%s): %s", self.name, name, job_id, tasks,
+                 "" if tasks == 1 else "s", " ".join(argv))
         return job_id
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
@@ -162,7 +183,8 @@ class JobBackend(ABC):
     # ---- hooks -----------------------------------------------------------------------------------
 
     @abstractmethod
-    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str: ...
+    def _submit(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> str:
+        """Start the job; ``tasks`` (>= 1, validated) processes, one MPI program if above 1."""
 
     @abstractmethod
     def _states(self, job_ids: list[str]) -> dict[str, JobInfo]: ...

@@ -77,6 +77,13 @@ class SlurmOptions(StrictModel):
     command_timeout_s: float = Field(
         30.0, gt=0, description="timeout of one sbatch/squeue/sacct/scancel call (s)"
     )
+    mpi: str = Field(
+        "pmi2",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="srun --mpi plugin that starts the ranks of a job of several tasks (one "
+        "MPI program; `srun --mpi=list` shows the cluster's): pmi2 suits MPICH (the mpich wheel), "
+        "pmix an MPI built with PMIx",
+    )
 
 
 #: Flux Standard Duration (RFC 23): a number with an optional unit ms, s, m, h or d.

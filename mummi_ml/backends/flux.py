@@ -8,6 +8,13 @@ submitted with ``flux.job.submit`` (urgency); states come from the job-list serv
 (``flux.job.job_list_id``, and ``job_list`` filtered by name for ``find``), waiting on one job
 uses the job's event log (``flux.job.event_watch_async``), and ``flux.job.cancel`` cancels.
 
+Tasks: a job runs ``jobs.flux.num_tasks`` tasks unless submitted with ``tasks`` (the jobspec's
+``num_tasks``). The job shell starts the tasks and gives them PMI (its ``pmi`` plugin: simple
+PMI-1 over ``PMI_FD``, which MPICH, the mpich wheel's mpi4py included, uses by default), so the
+tasks of a job are one MPI program whose ``COMM_WORLD`` has that many ranks; no option or
+environment variable is needed for that. The jobspec's environment is the service's less its
+own MPI launch variables (:mod:`mummi_ml.backends.jobenv`), as with every backend.
+
 What a finished job reports (``JobInfo``):
 
 - ``exit_code`` from job-list's ``waitstatus``: the exit status, or ``-N`` when the job was
@@ -59,6 +66,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.jobenv import job_environment
 
 __all__ = ["FluxBackend", "flux_bindings_dir", "flux_job_name", "mummi_job_name"]
 
@@ -192,19 +200,24 @@ class FluxBackend(JobBackend):
         except (TypeError, ValueError, OSError):
             raise BackendError(f"flux: not a Flux job id: {job_id!r}") from None
 
-    def _spec(self, name: str, argv: list[str], job_dir: Path) -> Any:
-        """The jobspec of one job from ``jobs.flux`` (a ValueError/TypeError from flux-python
-        for options it refuses)."""
+    @property
+    def default_tasks(self) -> int:
+        """``jobs.flux.num_tasks``."""
+        return self.opts.num_tasks
+
+    def _spec(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> Any:
+        """The jobspec of one job of ``tasks`` tasks from ``jobs.flux`` (a ValueError/TypeError
+        from flux-python for options it refuses)."""
         o = self.opts
         spec = self.flux.job.JobspecV1.from_command(
             argv,
-            num_tasks=o.num_tasks,
+            num_tasks=tasks,
             cores_per_task=o.cores_per_task,
             gpus_per_task=o.gpus_per_task or None,
             num_nodes=o.nodes,
             exclusive=o.exclusive,
             duration=o.time_limit,
-            environment=dict(os.environ),
+            environment=job_environment(),
             cwd=str(job_dir),
             name=flux_job_name(name, self.cfg.name_prefix),
             output=str(job_dir / f"{name}.out"),
@@ -265,10 +278,13 @@ class FluxBackend(JobBackend):
 
     # ---- hooks -------------------------------------------------------------------------------
 
-    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+    def _submit(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> str:
         fj = self.flux.job
+        if self.opts.nodes is not None and tasks < self.opts.nodes:
+            raise JobRejectedError(f"flux: {name!r}: {tasks} task(s) cannot fill "
+                                   f"jobs.flux.nodes={self.opts.nodes} nodes")
         try:
-            spec = self._spec(name, argv, job_dir)
+            spec = self._spec(name, argv, job_dir, tasks)
         except (TypeError, ValueError) as exc:
             raise JobRejectedError(f"flux: jobspec of {name!r}: {exc}") from None
         jobid, err = _plain(lambda: fj.submit(self.handle, spec, urgency=self.opts.urgency))

@@ -8,8 +8,8 @@ an atomic operation, so either side may be killed (``kill -9``) at any moment:
 ``outbox/<name>.json``
     one record per handed-over job (:class:`HandoffRecord`: job name, patch id, producer name,
     class, patch type, novelty, model version, attempt, path of its patch file, the job's argv,
-    time). Written by the selector: temporary file, fsync, ``link`` to the final name (fails if
-    the name exists: a job is handed over once), directory fsync.
+    its number of tasks, time). Written by the selector: temporary file, fsync, ``link`` to the
+    final name (fails if the name exists: a job is handed over once), directory fsync.
 ``taken/<name>``
     the one-time claim of a record: made (exclusive create) by the consumer when it starts the
     work (optional; ``ack``/``fail`` take it if needed), or by :meth:`HandoffBackend.cancel` for a
@@ -87,6 +87,10 @@ class HandoffRecord:
         job_dir: absolute path of the job directory.
         command: the job's argv from ``jobs.command`` (for a consumer that wants to run it).
         time: when it was handed over (UTC, ISO 8601); t: the same in seconds since the epoch.
+        tasks: processes the command runs as (count): above 1, one MPI program whose
+            ``COMM_WORLD`` has ``tasks`` ranks, which the consumer launches as such (e.g.
+            ``mpiexec -n TASKS COMMAND``); 1 (also for records written before the field existed):
+            one process.
     """
 
     name: str
@@ -103,6 +107,7 @@ class HandoffRecord:
     command: list[str]
     time: str
     t: float
+    tasks: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The record as written to the outbox (``cls`` is ``class`` there)."""
@@ -125,6 +130,7 @@ class HandoffRecord:
             attempt=int(d.get("attempt", 1)), patch_file=str(d.get("patch_file", "")),
             job_dir=str(d.get("job_dir", "")), command=list(d.get("command", [])),
             time=str(d.get("time", "")), t=float(d.get("t", 0.0)),
+            tasks=int(d.get("tasks", 1)),
         )
 
 
@@ -258,14 +264,14 @@ class HandoffBackend(JobBackend):
         """The handoff directory."""
         return self.dirs.root
 
-    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+    def _submit(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> str:
         if self.dirs.outbox(name).exists():
             raise BackendError(f"job name {name!r}: already handed over "
                                f"({self.dirs.outbox(name)})")
         facts = _pick_facts(job_dir)
         now = time.time()
         rec = HandoffRecord(
-            name=name, command=list(argv), job_dir=str(job_dir),
+            name=name, command=list(argv), job_dir=str(job_dir), tasks=tasks,
             time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), t=now, **facts,
         )
         if not _write_once(self.dirs.outbox(name), rec.to_json()):

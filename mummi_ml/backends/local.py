@@ -1,18 +1,24 @@
 """``local`` backend: each job is a subprocess of this machine (the embedded default).
 
-Every job has a record directory ``<state_dir>/local/<name>/``: ``spec.json`` (argv, job_dir;
-written before launch), ``launched.json`` (runner pid, written after launch), and, written by the
-runner (:mod:`mummi_ml.backends._runner`) itself, ``claimed/``, ``started.json`` and
-``exit.json``. Jobs run in
-their own session, so they survive a crash of the service; the records let a restarted service
-find them by name and learn how they ended. The number of jobs at once is the emitter's business
-(``jobs.slots``); this backend starts what it is given.
+Every job has a record directory ``<state_dir>/local/<name>/``: ``spec.json`` (argv, job_dir, tasks
+and the ``mpiexec`` that starts a job of several tasks; written before launch), ``launched.json``
+(runner pid, written after launch), and, written by the runner (:mod:`mummi_ml.backends._runner`)
+itself, ``claimed/``, ``started.json`` and ``exit.json``. Jobs run in their own session, so they
+survive a crash of the service; the records let a restarted service find them by name and learn how
+they ended. The number of jobs at once is the emitter's business (``jobs.slots``); this backend
+starts what it is given.
+
+A job of ``tasks > 1`` runs as ``mpiexec -n TASKS ARGV`` on this machine: the ``mpiexec`` next to
+the Python running mummi-ml (the virtual environment's MPICH, the MPI that its mpi4py is built
+against), else the first on ``PATH``. Cancelling it signals ``mpiexec``, which forwards the signal
+to every rank.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +50,16 @@ def _read_json(path: Path) -> dict | None:
         return None  # torn write of a crashed process: treat as absent
 
 
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` that starts a local job of several tasks: the one next to
+    ``sys.executable`` (a virtual environment's MPI, that of its mpi4py), else the first on
+    ``PATH``; None when there is none."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("mpiexec")
+
+
 def _alive(pid: int, start_ticks: int | None) -> bool:
     """True if ``pid`` runs and is the same process (same start time), not a zombie."""
     try:
@@ -72,8 +88,15 @@ class LocalBackend(JobBackend):
         self.records.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, subprocess.Popen] = {}  # runners started by this process
 
-    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+    def _submit(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> str:
         self._reap()
+        mpiexec = None
+        if tasks > 1:
+            mpiexec = find_mpiexec()
+            if mpiexec is None:
+                raise BackendError(
+                    f"local: a job of {tasks} tasks needs mpiexec, found neither next to "
+                    f"{sys.executable} nor on PATH (install mpich, or submit with tasks=1)")
         rec = self.records / name
         try:
             rec.mkdir()
@@ -81,7 +104,8 @@ class LocalBackend(JobBackend):
             raise BackendError(f"job name {name!r}: already used (record {rec})") from None
         write_record(
             rec / "spec.json",
-            {"name": name, "argv": argv, "job_dir": str(job_dir), "t": time.time()},
+            {"name": name, "argv": argv, "job_dir": str(job_dir), "tasks": tasks,
+             "mpiexec": mpiexec, "t": time.time()},
         )
         try:
             with open(rec / "runner.log", "ab") as runner_log:

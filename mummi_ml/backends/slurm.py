@@ -4,6 +4,15 @@ The job's argv is never joined into a shell string: ``sbatch`` is given a consta
 script (``exec "$@"``, written once into the state directory) followed by the argv as separate
 arguments. Jobs are found by name with ``squeue --name`` (which, with ``--states=all``, also lists
 jobs that ended less than ``MinJobAge`` ago) and then ``sacct --name`` when accounting is enabled.
+
+A job of ``tasks > 1`` is one allocation of ``sbatch --ntasks TASKS`` whose batch script runs
+``srun --mpi=PLUGIN --ntasks TASKS --cpus-per-task C ARGV`` (``jobs.slurm.mpi``, default
+``pmi2``): Slurm starts the ranks and gives them PMI, so an MPICH program (the mpich wheel's
+mpi4py) sees ``COMM_WORLD`` of size TASKS; ``scancel`` stops the step with the job. (srun does not
+take ``--cpus-per-task`` from the allocation since Slurm 22.05, so it is given again.) A job of one
+task runs its argv directly in the batch script, as before. ``sbatch`` (which exports its
+environment to the job) is run without the service's own MPI launch variables
+(:mod:`mummi_ml.backends.jobenv`).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
+from mummi_ml.backends.jobenv import job_environment
 from mummi_ml.durable import atomic_path
 
 __all__ = ["SlurmBackend", "slurm_state"]
@@ -110,10 +120,12 @@ class SlurmBackend(JobBackend):
 
     # ---- command runner --------------------------------------------------------------------------
 
-    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], check: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         try:
             proc = subprocess.run(
-                argv, capture_output=True, text=True, timeout=self.opts.command_timeout_s
+                argv, capture_output=True, text=True, timeout=self.opts.command_timeout_s,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise BackendError(
@@ -128,20 +140,23 @@ class SlurmBackend(JobBackend):
 
     # ---- hooks -------------------------------------------------------------------------------
 
-    def _submit(self, name: str, argv: list[str], job_dir: Path) -> str:
+    def _submit(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> str:
         if "%" in str(job_dir):
             raise BackendError(f"job_dir: '%' is a Slurm filename pattern, got {job_dir}")
         cmd = [
             "sbatch", "--parsable", "--job-name", name, "--chdir", str(job_dir),
             "--output", str(job_dir / f"{name}.out"), "--error", str(job_dir / f"{name}.err"),
-            "--ntasks", "1", "--cpus-per-task", str(self.opts.cpus_per_task),
+            "--ntasks", str(tasks), "--cpus-per-task", str(self.opts.cpus_per_task),
         ]  # fmt: skip
         if self.opts.partition:
             cmd += ["--partition", self.opts.partition]
         if self.opts.time_limit:
             cmd += ["--time", self.opts.time_limit]
+        if tasks > 1:  # the ranks: one srun step of the whole allocation
+            argv = ["srun", f"--mpi={self.opts.mpi}", "--ntasks", str(tasks),
+                    "--cpus-per-task", str(self.opts.cpus_per_task), *argv]
         cmd += [*self.opts.extra_args, str(self.script), *argv]
-        out = self._run(cmd).stdout.strip()
+        out = self._run(cmd, env=job_environment()).stdout.strip()  # sbatch exports it
         job_id = out.split(";")[0].strip()
         if not job_id.isdigit():
             raise BackendError(f"slurm: sbatch --parsable printed {out!r}, expected a job id")

@@ -29,8 +29,9 @@ service deletes it when it takes the request), rank 0 writes ``STATE/snapshots/N
 (``reservoir.h5``, ``selected.h5`` as ordinary patch files, ``config.yaml``, then
 ``snapshot.json``). With ``submit: true`` it then submits, through the jobs backend,
 ``python -m mummi_ml train --config SNAP/config.yaml --init-from MODEL --data FILES --out
-UPDATES/NAME`` (``UPDATES`` = ``selector.model_updates_dir``); submissions are recorded in
-``STATE/retrain.jsonl``.
+UPDATES/NAME`` (``UPDATES`` = ``selector.model_updates_dir``) as a job of ``retrain.tasks`` tasks
+(None: the backend's per-job count), i.e. a data-parallel training of that many MPI ranks;
+submissions are recorded in ``STATE/retrain.jsonl``.
 """
 
 from __future__ import annotations
@@ -298,8 +299,9 @@ class ClosedLoop:
             self._submit(seq, snap)
         return snap
 
-    def train_argv(self, seq: int, snap: Snapshot) -> tuple[str, list[str]]:
-        """``(model output dir, argv)`` of the retraining of snapshot ``seq``."""
+    def train_argv(self, seq: int, snap: Snapshot, tasks: int = 1) -> tuple[str, list[str]]:
+        """``(model output dir, argv)`` of the retraining of snapshot ``seq`` on ``tasks``
+        ranks."""
         files = [str(f) for f in snap.files if f.name != "selected.h5" or snap.n_selected]
         if not snap.n_reservoir:
             files = [f for f in files if not f.endswith("reservoir.h5")]
@@ -310,8 +312,9 @@ class ClosedLoop:
                 "--data", *files, "--out", out, "--no-progress"]
         tc = self.cfg.train
         n_train = int((snap.n_reservoir + snap.n_selected) * (1 - tc.validation_fraction))
-        if n_train < tc.batch_size:  # a small snapshot: one global batch of what it holds
-            argv += ["--set", f"train.batch_size={max(2, n_train)}"]
+        if n_train < tc.batch_size:  # a small snapshot: one global batch of what it holds,
+            batch = max(2, n_train)   # a multiple of the ranks (each embeds batch / tasks)
+            argv += ["--set", f"train.batch_size={max(tasks, batch - batch % tasks)}"]
         for o in self.rc.train_overrides:
             argv += ["--set", o]
         return out, argv
@@ -321,23 +324,26 @@ class ClosedLoop:
 
         tag = hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest()[:6]
         name = f"retrain-{tag}-{seq:04d}"
-        out, argv = self.train_argv(seq, snap)
         job_dir = (self.state_dir / "retrain" / f"{seq:04d}").absolute()
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
             if self._backend is None:
                 self._backend = (self._backend_factory or (
                     lambda d: make_backend(self.cfg.jobs, d)))(self.state_dir)
+            tasks = self.rc.tasks or self._backend.default_tasks
+            out, argv = self.train_argv(seq, snap, tasks)
             found = self._backend.find(name)
-            job_id = found.job_id if found else self._backend.submit(name, argv, job_dir)
+            job_id = found.job_id if found else self._backend.submit(name, argv, job_dir,
+                                                                     tasks=tasks)
         except (MummiMLError, OSError) as exc:
             log.error("retraining of snapshot %d not submitted: %s", seq, exc)
             return
-        rec = {"seq": seq, "name": name, "job_id": job_id, "out": out,
+        rec = {"seq": seq, "name": name, "job_id": job_id, "out": out, "tasks": tasks,
                "snapshot": str(snap.dir), "time": time.time(), "argv": argv}
         append_jsonl(self.state_dir / RETRAIN_LOG, rec, fsync=True)
-        self.progress.jobs.append({k: rec[k] for k in ("seq", "name", "job_id", "out")})
-        log.info("retraining of snapshot %d submitted as %s: model -> %s", seq, job_id, out)
+        self.progress.jobs.append({k: rec[k] for k in ("seq", "name", "job_id", "out", "tasks")})
+        log.info("retraining of snapshot %d submitted as %s (%d task%s): model -> %s", seq,
+                 job_id, tasks, "" if tasks == 1 else "s", out)
 
     # ---- checkpoint ----------------------------------------------------------------------------
     def checkpoint(self, seq: int) -> None:

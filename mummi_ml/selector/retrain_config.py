@@ -36,6 +36,12 @@ class RetrainConfig(StrictModel):
     submit: bool = Field(
         False, description="submit `mummi-ml train --init-from MODEL` on each snapshot through "
         "the jobs backend; the model goes to selector.model_updates_dir/<name>")
+    tasks: int | None = Field(
+        None, ge=1, description="ranks of the retraining job (count): `mummi-ml train` runs "
+        "data-parallel as one MPI program of this many ranks, launched by the jobs backend "
+        "(local: mpiexec -n; slurm: sbatch --ntasks + srun; flux: the jobspec's tasks; handoff: "
+        "the record's tasks); train.batch_size must be a multiple of it. null: the backend's "
+        "per-job task count (jobs.flux.num_tasks with flux, 1 otherwise)")
     train_overrides: list[str] = Field(
         default_factory=list, description="`section.key=value` overrides given to the "
         "retraining (`--set`), e.g. train.finetune_epochs=2")
