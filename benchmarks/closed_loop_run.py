@@ -6,9 +6,10 @@ A selector starts with the science run's pre-campaign model (``benchmarks/scienc
 coupler (``mummi-ml couple --spool``): round 1 pre-campaign patches, round 2 the campaign preset
 (the same process and length as the held-out ``campaign.h5``, another seed and replica). Its drift
 monitor sees the drift, the event's snapshot (``after_drift_arrivals`` later) is retrained through
-the local jobs backend (``mummi-ml train --init-from``), and round 3 hot-swaps the new model in
-(``selector.model_updates_dir``). Both models are then evaluated on the science run's held-out
-points (pre-campaign ``heldout.h5`` and campaign ``campaign.h5``, the same ``--eval-points``):
+the local jobs backend (``mummi-ml train --init-from``, data-parallel on ``--tasks`` ranks), and
+round 3 hot-swaps the new model in (``selector.model_updates_dir``). Both models are then
+evaluated on the science run's held-out points (pre-campaign ``heldout.h5`` and campaign
+``campaign.h5``, the same ``--eval-points``):
 
     before   the pre-campaign model on campaign patches
     after    the retrained model on campaign patches
@@ -107,7 +108,7 @@ def select_sets(args: argparse.Namespace, out: Path, model: Path) -> list[str]:
         f"selector.retrain.reservoir_per_class={args.reservoir_per_class}",
         "selector.retrain.on_drift=true",
         f"selector.retrain.after_drift_arrivals={args.after_drift}",
-        "selector.retrain.submit=true",
+        "selector.retrain.submit=true", f"selector.retrain.tasks={args.tasks}",
         "selector.retrain.train_overrides=" + json.dumps(
             [f"train.finetune_epochs={args.finetune_epochs}",
              f"train.finetune_learning_rates={args.finetune_lrs}",
@@ -216,7 +217,10 @@ def main() -> int:
                     help="train.finetune_learning_rates of the retraining")
     ap.add_argument("--files-per-poll", type=int, default=2,
                     help="selector.files_per_poll: 2 files of 500 = one window per iteration")
-    ap.add_argument("--threads", type=int, default=2, help="train.num_threads of the retraining")
+    ap.add_argument("--tasks", type=int, default=2,
+                    help="selector.retrain.tasks: MPI ranks of the (data-parallel) retraining")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="train.num_threads of each retraining rank")
     ap.add_argument("--slots", type=int, default=4, help="jobs.slots (stand-in MD jobs)")
     ap.add_argument("--eval-points", type=int, default=20000)
     args = ap.parse_args()
@@ -263,6 +267,7 @@ def main() -> int:
         "models": {"pre": before["model"]["version"], "retrained": after["model"]["version"],
                    "retrained_parent": meta.get("parent", {}).get("version"),
                    "retraining_epochs": meta.get("epochs_trained"),
+                   "retraining_ranks": meta.get("world_size"),
                    "retraining_train_seconds": train_seconds(retrained)},
         "figures": figures, "goal": goal, "selector": selector_figures(out),
         "timings_s": timings,
