@@ -9,11 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from mummi_ml.backends.config import JobsConfig
-from mummi_ml.config_loader import StrictModel, load_yaml_model, model_to_yaml
+from mummi_ml.config_loader import (
+    StrictModel,
+    apply_overrides,
+    load_yaml_model,
+    model_to_yaml,
+)
 from mummi_ml.continuum.config import ContinuumConfig
+from mummi_ml.errors import MummiMLError
 from mummi_ml.evaluate.config import EvaluateConfig
 from mummi_ml.metric.config import LossConfig, ModelConfig, TrainConfig
 from mummi_ml.selector.config import SelectorConfig
@@ -32,6 +38,32 @@ class Config(StrictModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     selector: SelectorConfig = Field(default_factory=SelectorConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+
+    @model_validator(mode="after")
+    def _retraining_is_runnable(self) -> Config:
+        """The selector's retraining job is checked here, not only when it fails in its job:
+        ``selector.retrain.train_overrides`` must apply to this config, and the retraining's
+        ``train.batch_size`` must be a multiple of its ranks (``selector.retrain.tasks``)."""
+        rc = self.selector.retrain
+        if rc is None or not rc.submit:
+            return self
+        data = self.model_dump(mode="json")
+        data["selector"]["retrain"] = None
+        try:
+            train = Config.model_validate(apply_overrides(data, rc.train_overrides)).train
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"selector.retrain.train_overrides: {where}: {err['msg']}") from None
+        except MummiMLError as exc:
+            raise ValueError(f"selector.retrain.train_overrides: {exc}") from None
+        tasks = rc.tasks or (self.jobs.flux.num_tasks if self.jobs.backend == "flux" else 1)
+        if train.batch_size % tasks:
+            raise ValueError(
+                f"selector.retrain: the retraining's train.batch_size ({train.batch_size}) must "
+                f"be a multiple of its {tasks} ranks (selector.retrain.tasks"
+                + (", null: jobs.flux.num_tasks" if rc.tasks is None else "") + ")")
+        return self
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mummi_ml.metric import LossConfig, ModelConfig, Trainer, train_model
+from mummi_ml.metric.errors import MetricError
 from mummi_ml.metric.model_dir import COMPLETE_MARKER, Metric, is_complete
 from mummi_ml.parallel import local_context
 from mummi_ml.patch import PatchFile
@@ -89,6 +90,14 @@ def test_fine_tuning_targets_the_upsilon_of_the_parents_standardisation(parent, 
     np.testing.assert_allclose(upsilon, expected, rtol=1e-5, atol=1e-6)
     own = ChannelStats.from_batches([PatchFile(other)[np.arange(96)].x])
     assert not np.allclose(own.mean, pstats.mean)  # the data's own statistics would differ
+
+
+def test_resuming_a_fine_tuning_without_its_parent_is_refused(parent, data_file, tmp_path):
+    train_model(ModelConfig(latent_dim=5), LossConfig(), small_train(finetune_epochs=1),
+                [data_file], tmp_path / "c", progress=False, init_from=parent)
+    with pytest.raises(MetricError, match="cannot resume fine-tuning from model None"):
+        train_model(ModelConfig(latent_dim=5), LossConfig(), small_train(finetune_epochs=2),
+                    [data_file], tmp_path / "c", progress=False, resume=True)
 
 
 def test_complete_marker_is_written_last(parent):

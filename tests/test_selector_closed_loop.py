@@ -202,6 +202,39 @@ def test_retrain_tasks_below_one_or_not_a_count_is_a_config_error(bad):
         load_config(None, [f"selector.retrain.tasks={bad}"])
 
 
+@pytest.mark.parametrize("sets, why", [
+    (["selector.retrain.tasks=3"], r"train\.batch_size \(128\) must be a multiple of its 3"),
+    (["selector.retrain.tasks=2", 'selector.retrain.train_overrides=["train.batch_size=33"]'],
+     r"train\.batch_size \(33\)"),
+    (['selector.retrain.train_overrides=["train.epoch=2"]'],
+     r"train_overrides: train\.epoch: Extra inputs"),
+    (["jobs.backend=flux", "jobs.flux.num_tasks=3"], r"3 ranks .*null: jobs\.flux\.num_tasks"),
+])
+def test_a_retraining_that_could_not_run_is_a_config_error(sets, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config(None, ["selector.retrain.submit=true", *sets])
+
+
+def test_after_drift_arrivals_without_on_drift_is_a_config_error():
+    with pytest.raises(ConfigError, match="after_drift_arrivals .* needs on_drift: true"):
+        load_config(None, ["selector.retrain.on_drift=false",
+                           "selector.retrain.after_drift_arrivals=10"])
+
+
+def test_a_snapshot_too_small_for_the_ranks_is_not_submitted(model, tmp_path, caplog):
+    spool(tmp_path, patches(1000, 2))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "RETRAIN").touch()
+    cfg = config(tmp_path, model, **{"retrain.submit": True, "retrain.tasks": 2,
+                                     "retrain.on_drift": False,
+                                     "model_updates_dir": tmp_path / "updates"})
+    with caplog.at_level(logging.ERROR, logger="mummi_ml.selector"):
+        status = run_once(cfg)
+    assert status["retrain"]["snapshots"] == 1 and status["retrain"]["jobs"] == []
+    assert "too few for a retraining on 2 rank(s)" in caplog.text
+    assert not (tmp_path / "state" / "retrain.jsonl").exists()
+
+
 @pytest.mark.mpi
 def test_a_retraining_job_of_two_tasks_trains_on_two_ranks(model, tmp_path):
     spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))

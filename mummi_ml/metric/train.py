@@ -193,14 +193,22 @@ class Trainer:
                 "lineage": [*older, self.parent.version]}
 
     def _config_dict(self) -> dict[str, Any]:
+        """What the checkpoint records of this run: the three sections and, when fine-tuning,
+        the parent's version (its weights and statistics are the run's start)."""
         return {
             "model": self.model_cfg.model_dump(mode="json"),
             "loss": self.loss_cfg.model_dump(mode="json"),
             "train": self.cfg.model_dump(mode="json"),
+            "parent": None if self.parent is None else self.parent.version,
         }
 
     def _check_resumable(self, saved: dict[str, Any]) -> None:
         now = self._config_dict()
+        if saved.get("parent") != now["parent"]:
+            raise MetricError(
+                f"{self.ckpt_path}: cannot resume fine-tuning from model {now['parent']}, the "
+                f"checkpoint started from {saved.get('parent')} (--init-from must be the same)"
+            )
         for section in ("model", "loss", "train"):
             for key, value in now[section].items():
                 if section == "train" and key in RESUME_FREE_KEYS:

@@ -299,6 +299,10 @@ class ClosedLoop:
             self._submit(seq, snap)
         return snap
 
+    def _n_train(self, snap: Snapshot) -> int:
+        """Training patches of the retraining of ``snap`` (the rest validates)."""
+        return int((snap.n_reservoir + snap.n_selected) * (1 - self.cfg.train.validation_fraction))
+
     def train_argv(self, seq: int, snap: Snapshot, tasks: int = 1) -> tuple[str, list[str]]:
         """``(model output dir, argv)`` of the retraining of snapshot ``seq`` on ``tasks``
         ranks."""
@@ -311,7 +315,7 @@ class ClosedLoop:
                 "--init-from", str(Path(self.model_dir).absolute()),
                 "--data", *files, "--out", out, "--no-progress"]
         tc = self.cfg.train
-        n_train = int((snap.n_reservoir + snap.n_selected) * (1 - tc.validation_fraction))
+        n_train = self._n_train(snap)
         if n_train < tc.batch_size:  # a small snapshot: one global batch of what it holds,
             batch = max(2, n_train)   # a multiple of the ranks (each embeds batch / tasks)
             argv += ["--set", f"train.batch_size={max(tasks, batch - batch % tasks)}"]
@@ -331,6 +335,9 @@ class ClosedLoop:
                 self._backend = (self._backend_factory or (
                     lambda d: make_backend(self.cfg.jobs, d)))(self.state_dir)
             tasks = self.rc.tasks or self._backend.default_tasks
+            if self._n_train(snap) < max(2, tasks):
+                raise SelectorError(f"the snapshot holds {self._n_train(snap)} training patches, "
+                                    f"too few for a retraining on {tasks} rank(s)")
             out, argv = self.train_argv(seq, snap, tasks)
             found = self._backend.find(name)
             job_id = found.job_id if found else self._backend.submit(name, argv, job_dir,
@@ -381,7 +388,10 @@ class ClosedLoop:
                     res = Reservoir.from_state({k: v[:] for k, v in f["reservoir"].items()})
                     if res.per_class == self.reservoir.per_class:
                         self.reservoir = res
-                    else:
+                    else:  # a new sample counts arrivals from 0: so do its triggers
+                        self.progress.arrivals_at_snapshot = 0
+                        if self.progress.drift_pending_at is not None:
+                            self.progress.drift_pending_at = 0
                         log.warning("reservoir: checkpointed with %d per class, the config "
                                     "gives %d: starting a new sample", res.per_class,
                                     self.reservoir.per_class)

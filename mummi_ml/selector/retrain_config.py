@@ -5,7 +5,7 @@ A module of its own so that loading a config does not import numpy-heavy code.""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mummi_ml.config_loader import StrictModel
 
@@ -45,3 +45,10 @@ class RetrainConfig(StrictModel):
     train_overrides: list[str] = Field(
         default_factory=list, description="`section.key=value` overrides given to the "
         "retraining (`--set`), e.g. train.finetune_epochs=2")
+
+    @model_validator(mode="after")
+    def _delay_needs_drift(self) -> RetrainConfig:
+        if self.after_drift_arrivals and not self.on_drift:
+            raise ValueError("after_drift_arrivals delays the drift event's snapshot: it needs "
+                             "on_drift: true")
+        return self
