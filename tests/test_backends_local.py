@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_backend
 
 from mummi_ml.backends import JobEmitter, JobsConfig, JobState, LocalBackend
 from mummi_ml.backends import local as local_module
@@ -205,3 +206,37 @@ def test_a_service_under_mpiexec_submits_jobs_that_are_mpi_programs_of_their_own
     assert (tmp_path / "j1.out").read_text() == "rank 0 of 1\n"
     assert sorted((tmp_path / "j2.out").read_text().splitlines()) == ["rank 0 of 2",
                                                                       "rank 1 of 2"]
+
+
+def test_a_job_of_two_tasks_runs_on_this_machine_when_the_service_runs_in_a_slurm_step(
+        tmp_path, request):
+    """A service started by ``srun`` (it holds the step's CPUs) submits a local job of 2 tasks:
+    ``mpiexec`` starts both ranks here itself (``HYDRA_LAUNCHER=fork``), it does not ask Slurm
+    for a step of its own (which would wait for ever for the CPUs the service holds)."""
+    require_backend(request, "slurm")
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from mummi_ml.backends import JobsConfig, LocalBackend
+        b = LocalBackend(JobsConfig(), Path({str(tmp_path / "state")!r}))
+        code = ("import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+                "sys.stdout.write(f'rank {{c.rank}} of {{c.size}}\\\\n')")
+        job = b.submit("ranks", [sys.executable, "-c", code], Path({str(tmp_path)!r}), tasks=2)
+        while not (info := b.state(job)).state.is_terminal:
+            time.sleep(0.1)
+        print(info.state.value)
+    """)
+    name = f"mm-localstep{os.getpid()}"
+    try:
+        proc = subprocess.run(
+            ["srun", "-n1", "-c2", "--time=2", f"--job-name={name}", PY, "-c", code],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+    except subprocess.TimeoutExpired:
+        err = (tmp_path / "ranks.err").read_text()
+        pytest.fail(f"the 2-task job did not end within 60 s: {err}")
+    finally:
+        subprocess.run(["scancel", "--name", name], capture_output=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "completed", proc.stderr
+    assert sorted((tmp_path / "ranks.out").read_text().splitlines()) == ["rank 0 of 2",
+                                                                        "rank 1 of 2"]

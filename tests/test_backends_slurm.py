@@ -78,3 +78,47 @@ def test_an_id_slurm_never_had_is_unknown(slurm):
     assert backend.state("99999999").state == JobState.UNKNOWN
     got = backend.states(["99999998", "99999999"])
     assert {info.state for info in got.values()} == {JobState.UNKNOWN}
+
+
+#: what a service running in an ``srun`` step carries that its jobs' own ``srun`` would read as
+#: options (the first two together are an error of srun's; the node has 1 MB of memory)
+SUBMITTER_STEP = {"SLURM_MEM_PER_CPU": "100", "SLURM_MEM_PER_NODE": "100", "SLURM_NTASKS": "7",
+                  "SLURM_DISTRIBUTION": "cyclic", "SLURM_STEP_ID": "3", "SRUN_DEBUG": "3"}
+
+
+def wait_terminal(backend: SlurmBackend, job_id: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while not (info := backend.state(job_id)).state.is_terminal:
+        assert time.monotonic() < deadline, f"{job_id} still {info.state}"
+        time.sleep(0.3)
+    return info
+
+
+def test_a_job_of_two_tasks_runs_two_ranks_whatever_slurm_step_the_submitter_is_in(
+        slurm, monkeypatch):
+    for key, value in SUBMITTER_STEP.items():
+        monkeypatch.setenv(key, value)
+    backend = SlurmBackend(JobsConfig(backend="slurm"), slurm / "state")
+    name = f"polluted{time.time_ns() % 10**9}"
+    code = ("import sys; from mpi4py import MPI; c = MPI.COMM_WORLD; "
+            "sys.stdout.write(f'rank {c.rank} of {c.size}\\n')")
+    job_id = backend.submit(name, [sys.executable, "-c", code], slurm, tasks=2)
+    info = wait_terminal(backend, job_id)
+    assert info.state == JobState.COMPLETED, (slurm / f"{name}.err").read_text()[-2000:]
+    assert sorted((slurm / f"{name}.out").read_text().splitlines()) == ["rank 0 of 2",
+                                                                       "rank 1 of 2"]
+
+
+def test_a_job_does_not_inherit_the_slurm_variables_of_the_submitters_step(slurm, monkeypatch):
+    for key, value in SUBMITTER_STEP.items():
+        monkeypatch.setenv(key, value)
+    backend = SlurmBackend(JobsConfig(backend="slurm"), slurm / "state")
+    name = f"stepenv{time.time_ns() % 10**9}"
+    job_id = backend.submit(name, ["env"], slurm)
+    assert wait_terminal(backend, job_id).state == JobState.COMPLETED
+    job_env = dict(line.split("=", 1) for line in (slurm / f"{name}.out").read_text().splitlines()
+                   if "=" in line)
+    assert job_env["SLURM_JOB_ID"] == job_id  # the job's own, from its allocation
+    assert job_env.get("SLURM_NTASKS") != "7"
+    inherited = {k: v for k, v in SUBMITTER_STEP.items() if job_env.get(k) == v}
+    assert inherited == {}

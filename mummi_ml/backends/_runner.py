@@ -13,8 +13,10 @@ Slurm's SIGTERM to every process of a step at the end of a batch link) is record
 signal, which the emitter resubmits. The parent service may die at any time: the runner lives in its
 own session, so the job and its record survive, and a restarted service finds the job by name. The
 command gets the runner's environment less the service's own MPI launch variables
-(:mod:`mummi_ml.backends.jobenv`). Only the standard library, :mod:`mummi_ml.durable` and
-:mod:`mummi_ml.backends.jobenv` are imported here (no side effects).
+(:mod:`mummi_ml.backends.jobenv`); ``mpiexec`` also gets ``HYDRA_LAUNCHER=fork HYDRA_RMK=user``,
+so that MPICH's Hydra starts the ranks on this machine even inside a Slurm allocation. Only the
+standard library, :mod:`mummi_ml.durable` and :mod:`mummi_ml.backends.jobenv` are imported here (no
+side effects).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from mummi_ml.backends.jobenv import job_environment
+from mummi_ml.backends.jobenv import LOCAL_MPIEXEC_SETTINGS, job_environment
 from mummi_ml.durable import write_json_atomic
 
 KILL_GRACE_S = 10.0
@@ -58,6 +60,9 @@ def main(record_dir: str) -> int:
     name = spec["name"]
     tasks = int(spec.get("tasks", 1))
     command = spec["argv"] if tasks == 1 else [spec["mpiexec"], "-n", str(tasks), *spec["argv"]]
+    env = job_environment()
+    if tasks > 1:  # the ranks run here, whatever resource manager mpiexec detects
+        env.update(LOCAL_MPIEXEC_SETTINGS)
     cancelled = threading.Event()  # stop: a signal came, or the backend's cancel marker
     received: list[int] = []
     child: subprocess.Popen | None = None
@@ -99,7 +104,7 @@ def main(record_dir: str) -> int:
             if not cancelled.is_set():
                 child = subprocess.Popen(
                     command, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    env=job_environment(),
+                    env=env,
                 )
                 if cancelled.is_set():  # a signal came between the check and the start
                     stop_child()

@@ -11,8 +11,10 @@ A job of ``tasks > 1`` is one allocation of ``sbatch --ntasks TASKS`` whose batc
 mpi4py) sees ``COMM_WORLD`` of size TASKS; ``scancel`` stops the step with the job. (srun does not
 take ``--cpus-per-task`` from the allocation since Slurm 22.05, so it is given again.) A job of one
 task runs its argv directly in the batch script, as before. ``sbatch`` (which exports its
-environment to the job) is run without the service's own MPI launch variables
-(:mod:`mummi_ml.backends.jobenv`).
+environment to the job) is run without the service's own MPI launch variables and without the
+``SLURM_*``/``SRUN_*`` of the service's own job and step (but ``SLURM_CONF``, ``SLURM_CLUSTERS``):
+the job's ``srun`` would read them as options (``SLURM_NTASKS``, ``SLURM_MEM_PER_CPU``, a CPU
+mask, ...); Slurm sets the job's own (:func:`mummi_ml.backends.jobenv.sbatch_environment`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mummi_ml.backends.base import (
     JobState,
 )
 from mummi_ml.backends.config import JobsConfig
-from mummi_ml.backends.jobenv import job_environment
+from mummi_ml.backends.jobenv import sbatch_environment
 from mummi_ml.durable import atomic_path
 
 __all__ = ["SlurmBackend", "slurm_state"]
@@ -156,7 +158,7 @@ class SlurmBackend(JobBackend):
             argv = ["srun", f"--mpi={self.opts.mpi}", "--ntasks", str(tasks),
                     "--cpus-per-task", str(self.opts.cpus_per_task), *argv]
         cmd += [*self.opts.extra_args, str(self.script), *argv]
-        out = self._run(cmd, env=job_environment()).stdout.strip()  # sbatch exports it
+        out = self._run(cmd, env=sbatch_environment()).stdout.strip()  # sbatch exports it
         job_id = out.split(";")[0].strip()
         if not job_id.isdigit():
             raise BackendError(f"slurm: sbatch --parsable printed {out!r}, expected a job id")
