@@ -113,7 +113,7 @@ def select_sets(args: argparse.Namespace, out: Path, model: Path) -> list[str]:
         "selector.retrain.train_overrides=" + json.dumps(
             [f"train.finetune_epochs={args.finetune_epochs}",
              f"train.finetune_learning_rates={args.finetune_lrs}",
-             f"train.finetune_lr_boundaries=[{args.finetune_epochs // 2}]",
+             f"train.finetune_lr_boundaries=[{args.finetune_switch}]",
              f"train.num_threads={args.threads}"]),
         f"selector.files_per_poll={args.files_per_poll}",
         f"jobs.slots={args.slots}", "jobs.duration_us=0.2", "train.device=cpu",
@@ -229,8 +229,9 @@ def main() -> int:
     ap.add_argument("--after-drift", type=int, default=16000,
                     help="selector.retrain.after_drift_arrivals")
     ap.add_argument("--reservoir-per-class", type=int, default=2500)
-    ap.add_argument("--finetune-epochs", type=int, default=16,
-                    help="epochs of the retraining; the learning rate switches at half")
+    ap.add_argument("--finetune-epochs", type=int, default=48, help="epochs of the retraining")
+    ap.add_argument("--finetune-switch", type=int, default=40,
+                    help="epoch after which the retraining's learning rate switches")
     ap.add_argument("--finetune-lrs", default="[1.0e-3,1.0e-4]",
                     help="train.finetune_learning_rates of the retraining")
     ap.add_argument("--files-per-poll", type=int, default=2,
