@@ -213,7 +213,8 @@ def selector_figures(out: Path) -> dict:
         "picks_by_model": {v: sum(1 for p in picks if "id" in p and p.get("model_version") == v)
                            for v in {p.get("model_version") for p in picks if "id" in p}},
         "model_versions": status.get("model_versions"),
-        "counters": status.get("counters"),
+        "accounting": {k: status.get(k) for k in ("ingested", "pooled", "selected", "evicted",
+                                                  "quarantined")},
     }
 
 
