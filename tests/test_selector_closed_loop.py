@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import require_backend
 
 from mummi_ml.config import load_config
 from mummi_ml.errors import ConfigError
@@ -55,12 +56,14 @@ def model(tmp_path_factory) -> Path:
                        d / "model", progress=False)
 
 
-def config(tmp_path: Path, model: Path, **sel):
+def config(tmp_path: Path, model: Path, top: dict | None = None, **sel):
+    """The test's selector config; ``sel``: ``selector.`` keys, ``top``: any other keys."""
     over = {"selector.state_dir": tmp_path / "state", "selector.spool_dir": tmp_path / "spool",
             "selector.embedding": "model", "selector.model_dir": model, "selector.device": "cpu",
             "selector.ood_guard": False, "selector.files_per_poll": 1, "model.latent_dim": 3,
             "jobs.slots": 2, "jobs.command": '["{python}", "-c", "pass"]',
-            "jobs.poll_interval_s": 0.05, **{f"selector.{k}": v for k, v in sel.items()}}
+            "jobs.poll_interval_s": 0.05, **{f"selector.{k}": v for k, v in sel.items()},
+            **(top or {})}
     return load_config(None, [f"{k}={v}" for k, v in over.items()])
 
 
@@ -250,6 +253,28 @@ def test_a_retraining_job_of_two_tasks_trains_on_two_ranks(model, tmp_path):
     wait_complete(Path(job["out"]), job_dir)
     assert json.loads((Path(job["out"]) / "metric.json").read_text())["world_size"] == 2
     assert "mummi-ml train: 2 rank(s)" in next(job_dir.glob("*.err")).read_text()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("backend, sets", [
+    ("flux", {"jobs.flux.num_tasks": 2}),  # retrain.tasks null: the backend's task count
+    ("slurm", {"selector.retrain.tasks": 2}),  # Slurm's per-job count is 1: asked for
+])
+def test_a_retraining_through_a_scheduler_trains_on_the_backends_ranks(model, tmp_path, request,
+                                                                        backend, sets):
+    require_backend(request, backend)
+    spool(tmp_path, patches(1000, 40), patches(2000, 40, 5.0))
+    cfg = config(tmp_path, model, top={"jobs.backend": backend, "jobs.poll_interval_s": 0.2,
+                                       **sets},
+                 **{"drift.window": 40, "retrain.submit": True,
+                    "retrain.reservoir_per_class": 16,
+                    "retrain.train_overrides": json.dumps(TRAIN_SETS),
+                    "model_updates_dir": tmp_path / "updates"})
+    [job] = run_once(cfg)["retrain"]["jobs"]
+    assert job["tasks"] == 2
+    job_dir = tmp_path / "state" / "retrain" / "0000"
+    wait_complete(Path(job["out"]), job_dir, timeout_s=180)
+    assert json.loads((Path(job["out"]) / "metric.json").read_text())["world_size"] == 2
 
 
 @pytest.mark.mpi
