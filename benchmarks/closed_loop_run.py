@@ -93,10 +93,12 @@ def couple(out: Path, name: str, preset: str, seed: int, replica: int, n: int) -
 
 def feed(stream: Path, spool: Path) -> int:
     """Move every complete file of ``stream`` into the selector's spool (a rename: atomic)."""
+    from mummi_ml.durable import rename
+
     spool.mkdir(parents=True, exist_ok=True)
     files = sorted(stream.glob("*.h5"))
     for f in files:
-        os.rename(f, spool / f.name)
+        rename(f, spool / f.name, fsync=False)
     return len(files)
 
 
