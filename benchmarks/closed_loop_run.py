@@ -47,10 +47,11 @@ def log(msg: str) -> None:
 
 
 def mummi(*argv: str, env: dict | None = None) -> None:
-    """Run ``python -m mummi_ml ARGV`` (raises on a non-zero exit)."""
+    """Run ``python -m mummi_ml ARGV`` (raises on a non-zero exit); its output goes to stderr,
+    so that this script's stdout is its JSON alone."""
     cmd = [sys.executable, "-m", "mummi_ml", *argv]
     log(" ".join(argv[:1]) + " ...")
-    subprocess.run(cmd, check=True, cwd=REPO, env=env)
+    subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=sys.stderr)  # stdout: the JSON
 
 
 def timed(timings: dict, label: str, fn, *args) -> None:
@@ -71,19 +72,20 @@ def prepare_pre_model(science: Path, out: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     for name in ("weights.pt", "metric.json", "train_log.csv"):
         shutil.copy2(science / "group_all" / name, dst / name)
-    train = sorted(glob.glob(str(science / "train.rank*.h5")))
+    train = sorted(glob.glob(str(science / "train.rank*.h5"))) or [str(science / "train.h5")]
     write_training_domain(dst, train)
     write_complete_marker(dst, Metric.load(dst, device="cpu").version)
     return dst
 
 
-def couple(out: Path, name: str, preset: str, seed: int, replica: int, n: int) -> Path:
+def couple(base: list[str], out: Path, name: str, preset: str, seed: int, replica: int,
+           n: int) -> Path:
     """Stream ``n`` patches of ``preset`` from the real coupler into ``OUT/name`` (500 per
     file); ``OUT/name.done`` marks a finished stream."""
     d = out / name
     if not (out / f"{name}.done").exists():
         shutil.rmtree(d, ignore_errors=True)
-        mummi("couple", "--config", str(CONFIG), "--no-progress",
+        mummi("couple", *base, "--no-progress",
               "--set", f"continuum.seed={seed}", "--replica-offset", str(replica),
               "--preset", preset, "--patches", str(n), "--batch-size", "500", "--spool", str(d),
               env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -123,11 +125,11 @@ def select_sets(args: argparse.Namespace, out: Path, model: Path) -> list[str]:
     return [x for s in sets for x in ("--set", s)]
 
 
-def select_round(out: Path, sets: list[str], label: str) -> None:
+def select_round(base: list[str], out: Path, sets: list[str], label: str) -> None:
     done = out / "rounds" / f"{label}.done"
     if done.exists():
         return
-    mummi("select", "--config", str(CONFIG), *sets, "--once",
+    mummi("select", *base, *sets, "--once",
           "--state-dir", str(out / "selector"), "--spool", str(out / "spool"))
     done.parent.mkdir(exist_ok=True)
     done.touch()
@@ -157,10 +159,11 @@ def wait_for_retraining(out: Path, timeout_s: float) -> dict:
     return job
 
 
-def evaluate(science: Path, out: Path, model: Path, name: str, points: int) -> dict:
+def evaluate(base: list[str], science: Path, out: Path, model: Path, name: str,
+             points: int) -> dict:
     dst = out / f"eval_{name}"
     if not (dst / "metrics.json").exists():
-        mummi("evaluate", "--config", str(CONFIG), "--no-progress", "--no-baselines",
+        mummi("evaluate", *base, "--no-progress", "--no-baselines",
               "--set", f"evaluate.n_points={points}", "--set", "evaluate.tsne_points=1000",
               "--model", str(model), "--data", str(science / "heldout.h5"),
               "--campaign", str(science / "campaign.h5"), "--out", str(dst))
@@ -225,6 +228,14 @@ def main() -> int:
     ap.add_argument("--science", type=Path, default=REPO / "runs" / "science",
                     help="the science run's directory (benchmarks/science_run.sh)")
     ap.add_argument("--out", type=Path, default=None, help="default: SCIENCE/closed_loop")
+    ap.add_argument("--config", type=Path, default=CONFIG,
+                    help="the config of coupler, selector, retraining and evaluation (default: "
+                    "the science run's configs/paper.yaml)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every step (repeatable)")
+    ap.add_argument("--request-if-no-event", action="store_true",
+                    help="without a drift event in round 2, request the retraining as an "
+                    "operator (STATE/RETRAIN); for small smoke runs")
     ap.add_argument("--pre-patches", type=int, default=4000, help="round 1 (pre-campaign)")
     ap.add_argument("--campaign-patches", type=int, default=24000,
                     help="round 2 (campaign preset; campaign.h5's length: 24000)")
@@ -253,23 +264,28 @@ def main() -> int:
     t = time.perf_counter()
     pre_model = prepare_pre_model(science, out)
     timings["prepare_pre_model"] = round(time.perf_counter() - t, 1)
-    timed(timings, "couple_pre", couple, out, "stream_pre", "pre-campaign", 3004, 301,
+    base = ["--config", str(args.config), *(x for kv in args.overrides for x in ("--set", kv))]
+    timed(timings, "couple_pre", couple, base, out, "stream_pre", "pre-campaign", 3004, 301,
           args.pre_patches)
-    timed(timings, "couple_campaign", couple, out, "stream_campaign", "campaign", 3003, 300,
+    timed(timings, "couple_campaign", couple, base, out, "stream_campaign", "campaign", 3003, 300,
           args.campaign_patches)
     sets = select_sets(args, out, pre_model)
     feed(out / "stream_pre", out / "spool")
-    timed(timings, "select_round1_pre", select_round, out, sets, "round1")
+    timed(timings, "select_round1_pre", select_round, base, out, sets, "round1")
     feed(out / "stream_campaign", out / "spool")
-    timed(timings, "select_round2_campaign", select_round, out, sets, "round2")
+    timed(timings, "select_round2_campaign", select_round, base, out, sets, "round2")
+    if args.request_if_no_event and not (out / "selector" / "retrain.jsonl").exists():
+        log("no retraining after round 2: requesting one as an operator would (STATE/RETRAIN)")
+        (out / "selector" / "RETRAIN").touch()
+        timed(timings, "select_round2_request", select_round, base, out, sets, "round2b")
     t = time.perf_counter()
     job = wait_for_retraining(out, timeout_s=4 * 3600)
     timings["wait_for_retraining"] = round(time.perf_counter() - t, 1)
-    timed(timings, "select_round3_swap", select_round, out, sets, "round3")
+    timed(timings, "select_round3_swap", select_round, base, out, sets, "round3")
     retrained = Path(job["out"])
     t = time.perf_counter()
-    before = evaluate(science, out, pre_model, "pre_model", args.eval_points)
-    after = evaluate(science, out, retrained, "retrained", args.eval_points)
+    before = evaluate(base, science, out, pre_model, "pre_model", args.eval_points)
+    after = evaluate(base, science, out, retrained, "retrained", args.eval_points)
     timings["evaluate"] = round(time.perf_counter() - t, 1)
     pre = ours(before["table"])
     figures = {
