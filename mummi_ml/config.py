@@ -57,7 +57,7 @@ class Config(StrictModel):
             raise ValueError(f"selector.retrain.train_overrides: {where}: {err['msg']}") from None
         except MummiMLError as exc:
             raise ValueError(f"selector.retrain.train_overrides: {exc}") from None
-        tasks = rc.tasks or (self.jobs.flux.num_tasks if self.jobs.backend == "flux" else 1)
+        tasks = rc.tasks or self.jobs.default_tasks
         if train.batch_size % tasks:
             raise ValueError(
                 f"selector.retrain: the retraining's train.batch_size ({train.batch_size}) must "

@@ -118,9 +118,9 @@ class JobBackend(ABC):
 
     @property
     def default_tasks(self) -> int:
-        """Processes of a job submitted without ``tasks`` (flux: ``jobs.flux.num_tasks``; the
-        other backends: 1)."""
-        return 1
+        """Processes of a job submitted without ``tasks``: :attr:`JobsConfig.default_tasks`
+        (flux: ``jobs.flux.num_tasks``; the other backends: 1)."""
+        return self.cfg.default_tasks
 
     def submit(self, name: str, argv: Sequence[str], job_dir: Path, *,
                tasks: int | None = None) -> str:

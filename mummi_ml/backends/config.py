@@ -245,6 +245,12 @@ class JobsConfig(StrictModel):
         default_factory=HandoffOptions, description="handoff backend options"
     )
 
+    @property
+    def default_tasks(self) -> int:
+        """Processes of a job submitted without a task count: ``flux.num_tasks`` with the flux
+        backend, 1 with the others."""
+        return self.flux.num_tasks if self.backend == "flux" else 1
+
     @field_validator("command")
     @classmethod
     def _known_placeholders(cls, command: list[str]) -> list[str]:

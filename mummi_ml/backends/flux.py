@@ -200,11 +200,6 @@ class FluxBackend(JobBackend):
         except (TypeError, ValueError, OSError):
             raise BackendError(f"flux: not a Flux job id: {job_id!r}") from None
 
-    @property
-    def default_tasks(self) -> int:
-        """``jobs.flux.num_tasks``."""
-        return self.opts.num_tasks
-
     def _spec(self, name: str, argv: list[str], job_dir: Path, tasks: int) -> Any:
         """The jobspec of one job of ``tasks`` tasks from ``jobs.flux`` (a ValueError/TypeError
         from flux-python for options it refuses)."""
