@@ -187,6 +187,19 @@ def monkeypatch_session_env():
     os.environ.update(saved)
 
 
+def train_tiny_model(train, out: Path) -> Path:
+    """A 3-D model trained for one epoch (batches of 16, CPU, one thread) on the patches of the
+    PatchBatch ``train``, written to ``out/train.h5``; returns its directory ``out/model``."""
+    from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
+    from mummi_ml.patch import write_patches
+
+    write_patches(out / "train.h5", train)
+    cfg = TrainConfig(epochs=1, batch_size=16, num_threads=1, device="cpu", val_max_patches=16,
+                      val_metric_patches=8)
+    return train_model(ModelConfig(latent_dim=3), LossConfig(), cfg, [out / "train.h5"],
+                       out / "model", progress=False)
+
+
 def require_backend(request, name: str) -> None:
     """Skip the test unless job backend ``name`` can run jobs here; for ``flux`` first start the
     session's real instance (``flux_instance``). Used by every backend-parametrised fixture."""

@@ -19,11 +19,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import require_backend
+from conftest import require_backend, train_tiny_model
 
 from mummi_ml.config import load_config
 from mummi_ml.errors import ConfigError
-from mummi_ml.metric import LossConfig, ModelConfig, TrainConfig, train_model
 from mummi_ml.metric.model_dir import is_complete
 from mummi_ml.patch import PatchBatch, PatchFile, write_patches
 from mummi_ml.selector import SelectorService
@@ -48,12 +47,7 @@ def patches(start: int, n: int, scale: float = 1.0) -> PatchBatch:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("loop-model")
-    write_patches(d / "train.h5", patches(0, 64))
-    cfg = TrainConfig(epochs=1, batch_size=16, num_threads=1, device="cpu", val_max_patches=16,
-                      val_metric_patches=8)
-    return train_model(ModelConfig(latent_dim=3), LossConfig(), cfg, [d / "train.h5"],
-                       d / "model", progress=False)
+    return train_tiny_model(patches(0, 64), tmp_path_factory.mktemp("loop-model"))
 
 
 def config(tmp_path: Path, model: Path, top: dict | None = None, **sel):

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import train_tiny_model
 
 from mummi_ml.config import load_config
-from mummi_ml.metric import LossConfig, Metric, MetricError, ModelConfig, TrainConfig, train_model
+from mummi_ml.metric import Metric, MetricError
 from mummi_ml.metric.domain import DOMAIN_FILE, load_domain, summarise_embeddings
 from mummi_ml.patch import PatchBatch, mean_concentrations, write_patches
 from mummi_ml.selector import Embedding, SelectorService, make_embedding, read_status
@@ -91,12 +92,7 @@ def test_a_model_without_a_domain_summary_runs_unguarded_with_a_warning(tmp_path
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("ood")
-    write_patches(d / "train.h5", batch(0, 64))
-    cfg = TrainConfig(epochs=1, batch_size=16, num_threads=1, device="cpu", val_max_patches=16,
-                      val_metric_patches=8)
-    return train_model(ModelConfig(latent_dim=3), LossConfig(), cfg, [d / "train.h5"],
-                       d / "model", progress=False)
+    return train_tiny_model(batch(0, 64), tmp_path_factory.mktemp("ood"))
 
 
 def test_training_writes_the_domain_of_its_embeddings(trained):
