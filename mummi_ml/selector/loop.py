@@ -335,9 +335,10 @@ class ClosedLoop:
                 self._backend = (self._backend_factory or (
                     lambda d: make_backend(self.cfg.jobs, d)))(self.state_dir)
             tasks = self.rc.tasks or self._backend.default_tasks
-            if self._n_train(snap) < max(2, tasks):
-                raise SelectorError(f"the snapshot holds {self._n_train(snap)} training patches, "
-                                    f"too few for a retraining on {tasks} rank(s)")
+            n_train = self._n_train(snap)
+            if n_train < max(2, tasks):
+                raise SelectorError(f"the snapshot holds {n_train} training patches, too few for "
+                                    f"a retraining on {tasks} rank(s)")
             out, argv = self.train_argv(seq, snap, tasks)
             found = self._backend.find(name)
             job_id = found.job_id if found else self._backend.submit(name, argv, job_dir,
