@@ -35,6 +35,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mummi_ml.backends import JobsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "paper.yaml"
@@ -135,28 +139,25 @@ def select_round(base: list[str], out: Path, sets: list[str], label: str) -> Non
     done.touch()
 
 
-def wait_for_retraining(out: Path, timeout_s: float) -> dict:
-    """The selector's one retraining job (retrain.jsonl), waited for through the backend."""
-    from mummi_ml.backends import JobsConfig, make_backend
-    from mummi_ml.metric.model_dir import is_complete
+def wait_for_retraining(jobs_cfg: JobsConfig, out: Path, timeout_s: float) -> dict:
+    """The selector's first retraining job (STATE/retrain.jsonl), waited for through the jobs
+    backend of ``jobs_cfg`` (the config's ``jobs`` section)."""
+    from mummi_ml.backends import make_backend
+    from mummi_ml.errors import MummiMLError
+    from mummi_ml.selector.loop import read_retrain_log
+    from mummi_ml.selector.loop import wait_for_retraining as wait
 
     state = out / "selector"
-    path = state / "retrain.jsonl"
-    if not path.exists():
+    jobs = read_retrain_log(state)
+    if not jobs:
         sys.exit(f"closed_loop_run: no retraining was submitted: no drift event, or its "
                  f"snapshot still waits for arrivals (see {state}/drift.jsonl and status.json); "
                  "lower --after-drift")
-    job = json.loads(path.read_text().splitlines()[0])
-    backend = make_backend(JobsConfig(), state)
-    deadline = time.monotonic() + timeout_s
-    while not backend.state(job["job_id"]).state.is_terminal:
-        if time.monotonic() > deadline:
-            sys.exit(f"closed_loop_run: retraining {job['name']} not done after {timeout_s} s")
-        time.sleep(5)
-    if not is_complete(job["out"]):
-        sys.exit(f"closed_loop_run: retraining {job['name']} left no complete model "
-                 f"(see {state}/retrain/)")
-    return job
+    try:
+        wait(make_backend(jobs_cfg, state), jobs[0], time.monotonic() + timeout_s, poll_s=5.0)
+    except MummiMLError as exc:
+        sys.exit(f"closed_loop_run: {exc} (see {state}/retrain/)")
+    return jobs[0]
 
 
 def evaluate(base: list[str], science: Path, out: Path, model: Path, name: str,
@@ -271,15 +272,20 @@ def main() -> int:
           args.campaign_patches)
     sets = select_sets(args, out, pre_model)
     feed(out / "stream_pre", out / "spool")
+    from mummi_ml.selector.loop import read_retrain_log
+
     timed(timings, "select_round1_pre", select_round, base, out, sets, "round1")
     feed(out / "stream_campaign", out / "spool")
     timed(timings, "select_round2_campaign", select_round, base, out, sets, "round2")
-    if args.request_if_no_event and not (out / "selector" / "retrain.jsonl").exists():
+    if args.request_if_no_event and not read_retrain_log(out / "selector"):
         log("no retraining after round 2: requesting one as an operator would (STATE/RETRAIN)")
         (out / "selector" / "RETRAIN").touch()
         timed(timings, "select_round2_request", select_round, base, out, sets, "round2b")
     t = time.perf_counter()
-    job = wait_for_retraining(out, timeout_s=4 * 3600)
+    from mummi_ml.config import load_config
+
+    jobs_cfg = load_config(args.config, args.overrides).jobs
+    job = wait_for_retraining(jobs_cfg, out, timeout_s=4 * 3600)
     timings["wait_for_retraining"] = round(time.perf_counter() - t, 1)
     timed(timings, "select_round3_swap", select_round, base, out, sets, "round3")
     retrained = Path(job["out"])

@@ -27,6 +27,8 @@ from mummi_ml.metric.model_dir import is_complete
 from mummi_ml.patch import PatchBatch, PatchFile, write_patches
 from mummi_ml.selector import SelectorService
 from mummi_ml.selector.drift import read_drift_log
+from mummi_ml.selector.errors import SelectorError
+from mummi_ml.selector.loop import wait_for_retraining
 from mummi_ml.selector.reservoir import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,6 +232,29 @@ def test_a_snapshot_too_small_for_the_ranks_is_not_submitted(model, tmp_path, ca
     assert status["retrain"]["snapshots"] == 1 and status["retrain"]["jobs"] == []
     assert "too few for a retraining on 2 rank(s)" in caplog.text
     assert not (tmp_path / "state" / "retrain.jsonl").exists()
+
+
+def _local_job(tmp_path: Path, code: str):
+    """(local backend, retraining record) of a job that runs ``python -c CODE``, no model."""
+    from mummi_ml.backends import JobsConfig, make_backend
+
+    backend = make_backend(JobsConfig(), tmp_path / "state")
+    (tmp_path / "job").mkdir()
+    job_id = backend.submit("retrain-x-0000", [sys.executable, "-c", code], tmp_path / "job")
+    return backend, {"name": "retrain-x-0000", "job_id": job_id, "out": str(tmp_path / "none")}
+
+
+def test_waiting_for_a_retraining_that_left_no_model_is_an_error(tmp_path):
+    backend, job = _local_job(tmp_path, "pass")
+    with pytest.raises(SelectorError, match="ended completed without a complete model"):
+        wait_for_retraining(backend, job, time.monotonic() + 60, poll_s=0.1)
+
+
+def test_waiting_for_a_retraining_past_its_deadline_is_an_error(tmp_path):
+    backend, job = _local_job(tmp_path, "import time; time.sleep(30)")
+    with pytest.raises(SelectorError, match="still (pending|running) after the time allowed"):
+        wait_for_retraining(backend, job, time.monotonic() + 0.5, poll_s=0.1)
+    backend.cancel(job["job_id"])
 
 
 @pytest.mark.mpi

@@ -161,35 +161,25 @@ def _wait_for_retraining(state_dir: Path, args: argparse.Namespace,
                          timeout_s: float = 900) -> None:
     """Wait until every retraining job the selector submitted has ended; raise if one failed or
     left no complete model."""
-    import json
-
     from mummi_ml.backends import make_backend
     from mummi_ml.cli._common import config_from_args
     from mummi_ml.errors import MummiMLError
-    from mummi_ml.metric.model_dir import is_complete
-    from mummi_ml.selector.loop import RETRAIN_LOG
+    from mummi_ml.selector.loop import read_retrain_log, wait_for_retraining
 
-    log = state_dir / RETRAIN_LOG
-    jobs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    jobs = read_retrain_log(state_dir)
     if not jobs:
         print("mummi-ml demo: no retraining was submitted (no drift event?)", file=sys.stderr)
         return
     backend = make_backend(config_from_args(args).jobs, state_dir)
     start = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
     for job in jobs:
         print(f"mummi-ml demo: waiting for the retraining {job['name']} -> {job['out']}",
               file=sys.stderr)
-        while True:
-            info = backend.state(job["job_id"])
-            if info.state.is_terminal:
-                break
-            if time.perf_counter() - start > timeout_s:
-                raise MummiMLError(f"retraining {job['name']} still {info.state.value} after "
-                                   f"{timeout_s:.0f} s")
-            time.sleep(1.0)
-        if not is_complete(job["out"]):
-            raise MummiMLError(f"retraining {job['name']} ended {info.state.value} without a "
-                               f"complete model in {job['out']} (see {state_dir}/retrain/)")
+        try:
+            wait_for_retraining(backend, job, deadline)
+        except MummiMLError as exc:
+            raise MummiMLError(f"{exc} ({timeout_s:.0f} s allowed; see {state_dir}/retrain/)"
+                               ) from None
     print(f"mummi-ml demo: retraining done in {time.perf_counter() - start:.1f} s",
           file=sys.stderr)
-

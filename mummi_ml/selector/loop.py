@@ -57,7 +57,8 @@ from mummi_ml.selector.errors import SelectorError
 from mummi_ml.selector.reservoir import Reservoir, Snapshot, fetch_from_store, write_snapshot
 from mummi_ml.selector.retrain_config import RETRAIN_FILE
 
-__all__ = ["ClosedLoop", "LOOP_FILE", "SNAPSHOTS_DIR", "RETRAIN_LOG", "RETRAIN_FILE"]
+__all__ = ["ClosedLoop", "LOOP_FILE", "SNAPSHOTS_DIR", "RETRAIN_LOG", "RETRAIN_FILE",
+           "read_retrain_log", "wait_for_retraining"]
 
 log = logging.getLogger("mummi_ml.selector")
 
@@ -426,3 +427,41 @@ def _json(obj: Any) -> str:
     from mummi_ml.jsonutil import json_dumps_strict
 
     return json_dumps_strict(obj)
+
+
+def read_retrain_log(state_dir: str | Path) -> list[dict[str, Any]]:
+    """The retraining submissions of a state directory, oldest first (``STATE/retrain.jsonl``:
+    ``seq``, ``name``, ``job_id``, ``out``, ``tasks``, ``snapshot``, ``time``, ``argv``); [] when
+    none was submitted."""
+    import json
+
+    path = Path(state_dir) / RETRAIN_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_retraining(backend: Any, job: dict[str, Any], deadline: float,
+                        poll_s: float = 1.0) -> None:
+    """Wait through ``backend`` until the retraining ``job`` (a :func:`read_retrain_log` record)
+    has ended.
+
+    Args:
+        deadline: ``time.monotonic()`` value after which waiting is an error.
+
+    Raises:
+        SelectorError: still running at the deadline, or ended without a complete model.
+    """
+    from mummi_ml.metric.model_dir import is_complete
+
+    while True:
+        info = backend.state(job["job_id"])
+        if info.state.is_terminal:
+            break
+        if time.monotonic() > deadline:
+            raise SelectorError(f"retraining {job['name']} still {info.state.value} after the "
+                                "time allowed")
+        time.sleep(poll_s)
+    if not is_complete(job["out"]):
+        raise SelectorError(f"retraining {job['name']} ended {info.state.value} without a "
+                            f"complete model in {job['out']}")
