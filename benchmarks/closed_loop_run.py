@@ -259,6 +259,14 @@ def main() -> int:
     ap.add_argument("--eval-points", type=int, default=20000)
     args = ap.parse_args()
     science = args.science.resolve()
+    missing = [name for name in ("group_all/weights.pt", "group_all/metric.json", "heldout.h5",
+                                 "campaign.h5") if not (science / name).is_file()]
+    if not (glob.glob(str(science / "train.rank*.h5")) or (science / "train.h5").is_file()):
+        missing.append("train.rank*.h5 or train.h5")
+    if missing:
+        print(f"closed_loop_run: {science} is not a science run's directory (missing "
+              f"{', '.join(missing)}; make it with benchmarks/science_run.sh)", file=sys.stderr)
+        return 2
     out = (args.out or science / "closed_loop").resolve()
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

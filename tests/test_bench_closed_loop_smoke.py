@@ -71,3 +71,14 @@ def test_closed_loop_run_swaps_a_retrained_model_and_prints_its_figures(science,
         acc["quarantined"]
     assert sum(sel["picks_by_model"].values()) == acc["selected"]
     assert sel["picks_by_model"][models["retrained"]] > 0  # round 3 picked with the new model
+
+
+def test_closed_loop_run_on_a_directory_that_is_no_science_run_is_one_line_exit_2(tmp_path):
+    (tmp_path / "heldout.h5").write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/closed_loop_run.py"), "--science", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "missing group_all/weights.pt" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heldout.h5"]  # nothing written
