@@ -50,10 +50,19 @@ def test_demo_runs_every_stage_and_a_rerun_continues(tmp_path):
     assert snap["reasons"] == (["drift"] if status["drift"]["events"] else ["request"])
     # at this tiny size the event may come before any pick (the model saw 1 epoch of 400 patches)
     assert snap["n_reservoir"] > 0 and snap["n_selected"] <= status["selected"]
-    [job] = status["retrain"]["jobs"]
+    job, *later = status["retrain"]["jobs"]
     assert Path(job["out"]).parent == out / "model-updates" and is_complete(job["out"])
     # round 3 ran on the retrained model: swapped in, no restart
     assert [Path(v["path"]) for v in status["model_versions"]] == [out / "model", Path(job["out"])]
+    # At this size the first event may come in the pre-campaign round, so the retrained model's
+    # drift reference is pre-campaign too; when round 3's arrivals are embedded after the swap
+    # (timing), its own monitor rightly sees the campaign: one more snapshot and retraining,
+    # from the new model. Nothing else may add one.
+    assert len(later) <= 1
+    if later:
+        snap1 = read_manifest(out / "selector" / "snapshots" / "0001")
+        assert snap1["reasons"] == ["drift"]
+        assert snap1["model_version"] == status["model_versions"][1]["version"]
     again = _demo(out)  # finished steps are skipped; the selector picks for the freed slots
     assert again.returncode == 0, again.stderr[-3000:]
     assert "mummi-ml simulate" not in again.stderr and "mummi-ml train" not in again.stderr
